@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// These tests run the real binary as a user would: `mtlspop emulator` in one process, `mtlspop
+// token` and `mtlspop call` in others, talking over loopback sockets.
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mtlspop-cli")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "mtlspop")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		panic(string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type emulatorProc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	info  emulatorInfo
+}
+
+func startEmulatorProc(t *testing.T, args ...string) *emulatorProc {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"emulator"}, args...)...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &emulatorProc{cmd: cmd, stdin: stdin}
+	t.Cleanup(func() { p.stop(t) })
+	line, err := bufio.NewReader(stdout).ReadBytes('\n')
+	if err != nil {
+		t.Fatalf("emulator printed no ready line: %v", err)
+	}
+	if err := json.Unmarshal(line, &p.info); err != nil {
+		t.Fatalf("ready line %q: %v", line, err)
+	}
+	return p
+}
+
+// stop closes stdin, which must make the emulator exit on its own.
+func (p *emulatorProc) stop(t *testing.T) {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	p.stdin.Close()
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("emulator exited with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		t.Error("emulator did not exit when stdin closed")
+	}
+}
+
+// run runs the CLI with the emulator's environment (and nothing inherited that could point
+// elsewhere), returning stdout, stderr and the exit code.
+func (p *emulatorProc) run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range p.info.Env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+func TestTokenPoPCnfMatchesPrintedCertificate(t *testing.T) {
+	emu := startEmulatorProc(t)
+	if emu.info.Env["AZURE_POD_IDENTITY_AUTHORITY_HOST"] == "" || emu.info.Env["SSL_CERT_FILE"] == "" || emu.info.URLs["resource"] == "" {
+		t.Fatalf("ready line lacks env or urls: %+v", emu.info)
+	}
+	stdout, stderr, code := emu.run(t, "token", "--resource", emu.info.URLs["resource_id"], "--mtls-pop")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var tok tokenJSON
+	if err := json.Unmarshal([]byte(stdout), &tok); err != nil {
+		t.Fatal(err)
+	}
+	if tok.TokenType != "mtls_pop" || tok.TokenSource != "identity_provider" || tok.BindingCertificatePEM == nil || tok.ExpiresOn <= time.Now().Unix() {
+		t.Fatalf("%s", stdout)
+	}
+	block, _ := pem.Decode([]byte(*tok.BindingCertificatePEM))
+	if block == nil || block.Type != "CERTIFICATE" {
+		t.Fatal("binding_certificate_pem is not a PEM certificate")
+	}
+	sum := sha256.Sum256(block.Bytes)
+	want := base64.RawURLEncoding.EncodeToString(sum[:])
+	if got := cnf(t, tok.AccessToken); got != want || *tok.Thumbprint != want {
+		t.Fatalf("cnf.x5t#S256 %q, thumbprint %q, SHA-256 of the printed certificate %q", got, *tok.Thumbprint, want)
+	}
+}
+
+func cnf(t *testing.T, jwt string) string {
+	t.Helper()
+	got, err := cnfThumbprint(jwt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func TestTokenBearerAndUserAssigned(t *testing.T) {
+	emu := startEmulatorProc(t)
+	uami := emu.info.Identities.UserAssigned[0]
+	for _, args := range [][]string{
+		{},
+		{"--client-id", uami.ClientID},
+		{"--resource-id", uami.ResourceID},
+		{"--object-id", uami.ObjectID},
+	} {
+		for _, pop := range []bool{false, true} {
+			a := append([]string{"token", "--resource", "api://x"}, args...)
+			if pop {
+				a = append(a, "--mtls-pop")
+			}
+			stdout, stderr, code := emu.run(t, a...)
+			if code != 0 {
+				t.Fatalf("%v: exit %d %s", a, code, stderr)
+			}
+			var tok tokenJSON
+			if err := json.Unmarshal([]byte(stdout), &tok); err != nil {
+				t.Fatal(err)
+			}
+			if pop != (tok.TokenType == "mtls_pop") || pop != (tok.BindingCertificatePEM != nil) {
+				t.Fatalf("%v: %s", a, stdout)
+			}
+		}
+	}
+}
+
+func TestCallResource(t *testing.T) {
+	emu := startEmulatorProc(t, "--require-pop")
+	stdout, stderr, code := emu.run(t, "call", emu.info.URLs["resource"], "--resource", emu.info.URLs["resource_id"])
+	if code != 0 || !strings.Contains(stdout, "hello from the mtlspop emulator resource") {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	// A Bearer token at a resource that requires PoP: the 401 is reported as an error.
+	_, stderr, code = emu.run(t, "call", "--bearer", emu.info.URLs["resource"], "--resource", emu.info.URLs["resource_id"])
+	if code != 1 || !strings.Contains(stderr, `"status":401`) {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+}
+
+func TestCLIErrors(t *testing.T) {
+	emu := startEmulatorProc(t)
+	v1 := startEmulatorProc(t, "--imds-v1-only")
+	cases := []struct {
+		p    *emulatorProc
+		args []string
+		exit int
+		code string
+	}{
+		{emu, []string{"token"}, 2, "invalid_argument"},
+		{emu, []string{"token", "--resource", "r", "--client-id", "a", "--object-id", "b"}, 2, "invalid_argument"},
+		{emu, []string{"token", "--resource", "r", "--client-id", "no-such-identity"}, 1, "managed_identity_request_failed"},
+		{v1, []string{"token", "--resource", "r", "--mtls-pop"}, 1, "mtls_pop_token_not_supported_in_imds_v1"},
+		{emu, []string{"call", "http://insecure.example/"}, 2, "invalid_argument"},
+		{emu, []string{"call"}, 2, "invalid_argument"},
+		{emu, []string{"call", emu.info.URLs["resource"], "-H", "no-colon"}, 2, "invalid_argument"},
+	}
+	for _, tc := range cases {
+		stdout, stderr, exit := tc.p.run(t, tc.args...)
+		var e struct {
+			Error struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if exit != tc.exit || json.Unmarshal([]byte(stderr), &e) != nil || e.Error.Code != tc.code || stdout != "" {
+			t.Errorf("%v: exit %d stdout %q stderr %q, want exit %d code %s", tc.args, exit, stdout, stderr, tc.exit, tc.code)
+		}
+	}
+	if _, _, exit := emu.run(t, "no-such-command"); exit != 2 {
+		t.Errorf("unknown command exit %d", exit)
+	}
+}

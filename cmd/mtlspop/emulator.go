@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/mtlspop/mtlspop/core/emulator"
+)
+
+// emulatorInfo is the one line of JSON `mtlspop emulator` prints once it is ready.
+type emulatorInfo struct {
+	Env        map[string]string `json:"env"`
+	URLs       map[string]string `json:"urls"`
+	TenantID   string            `json:"tenant_id"`
+	Identities identitiesJSON    `json:"identities"`
+}
+
+type identityJSON struct {
+	ClientID   string `json:"client_id"`
+	ObjectID   string `json:"object_id"`
+	ResourceID string `json:"resource_id"`
+}
+
+type identitiesJSON struct {
+	SystemAssigned identityJSON   `json:"system_assigned"`
+	UserAssigned   []identityJSON `json:"user_assigned"`
+}
+
+func describe(e *emulator.Emulator) emulatorInfo {
+	cfg := e.Config()
+	info := emulatorInfo{
+		Env: e.Env(),
+		URLs: map[string]string{
+			"imds":        e.IMDSURL(),
+			"mtlsauth":    e.MTLSAuthURL(),
+			"authority":   e.AuthorityURL(),
+			"jwks":        e.JWKSURL(),
+			"resource":    e.ResourceURL(),
+			"resource_id": cfg.ResourceID,
+			"issuer":      e.Issuer(),
+		},
+		TenantID: e.TenantID(),
+		Identities: identitiesJSON{SystemAssigned: identityJSON{
+			ClientID: cfg.SystemAssigned.ClientID, ObjectID: cfg.SystemAssigned.ObjectID, ResourceID: cfg.SystemAssigned.ResourceID,
+		}},
+	}
+	for _, u := range cfg.UserAssigned {
+		info.Identities.UserAssigned = append(info.Identities.UserAssigned, identityJSON{ClientID: u.ClientID, ObjectID: u.ObjectID, ResourceID: u.ResourceID})
+	}
+	return info
+}
+
+func cmdEmulator(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("emulator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:0", "IMDS listen address")
+	source := fs.String("source", "imds", "managed-identity source to emulate")
+	certLifetime := fs.Duration("cert-lifetime", 0, "binding certificate lifetime (default 7 days)")
+	tokenLifetime := fs.Duration("token-lifetime", 0, "access token lifetime (default 24 h)")
+	requirePoP := fs.Bool("require-pop", false, "the sample resource refuses unbound Bearer tokens")
+	v1Only := fs.Bool("imds-v1-only", false, "behave as a host without IMDSv2 (no mTLS PoP)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *source != "imds" {
+		return fail(stderr, usageError("emulator: unknown --source %q (this build emulates: imds)", *source))
+	}
+	emu, err := emulator.Start(emulator.Config{
+		Addr: *addr, CertLifetime: *certLifetime, TokenLifetime: *tokenLifetime,
+		ResourceRequirePoP: *requirePoP, DisableIMDSv2: *v1Only,
+	})
+	if err != nil {
+		return fail(stderr, err)
+	}
+	defer emu.Close()
+	if err := json.NewEncoder(stdout).Encode(describe(emu)); err != nil {
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	stdinClosed := make(chan struct{})
+	if watchable(stdin) {
+		go func() {
+			_, _ = io.Copy(io.Discard, stdin)
+			close(stdinClosed)
+		}()
+	}
+	select {
+	case <-ctx.Done():
+	case <-stdinClosed:
+	}
+	done := make(chan struct{})
+	go func() { emu.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	return 0
+}
+
+// watchable reports whether closing stdin is a meaningful stop signal. A background job
+// (`mtlspop emulator &`) gets /dev/null as stdin, which is at EOF at once; the emulator must then
+// serve until signalled instead of exiting immediately.
+func watchable(stdin io.Reader) bool {
+	f, ok := stdin.(*os.File)
+	if !ok {
+		return stdin != nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	if null, err := os.Stat(os.DevNull); err == nil && os.SameFile(fi, null) {
+		return false
+	}
+	return true
+}

@@ -1,0 +1,5 @@
+package keys
+
+import "crypto"
+
+var cryptoSHA256 = crypto.SHA256

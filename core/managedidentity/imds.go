@@ -1,0 +1,98 @@
+package managedidentity
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/mtlspop/mtlspop/core/internal/wire"
+	"github.com/mtlspop/mtlspop/core/token"
+)
+
+// IMDS, version 1: Bearer tokens from the instance metadata service of a VM or scale set.
+const (
+	imdsDefaultBase = "http://169.254.169.254"
+	imdsBaseEnv     = "AZURE_POD_IDENTITY_AUTHORITY_HOST"
+)
+
+type imds struct {
+	base string // scheme://host[:port], no trailing slash
+}
+
+func newIMDS(getenv func(string) string) (*imds, error) {
+	base := imdsDefaultBase
+	if v := getenv(imdsBaseEnv); v != "" {
+		u, err := endpointURL(imdsBaseEnv, v)
+		if err != nil {
+			return nil, err
+		}
+		base = strings.TrimRight(u.Scheme+"://"+u.Host+u.Path, "/")
+	}
+	return &imds{base: base}, nil
+}
+
+func (s *imds) name() string { return "imds" }
+
+func (s *imds) bearer(ctx context.Context, c *Client, resource, claims string) (token.Result, error) {
+	q := url.Values{"api-version": {wire.IMDSAPIVersion}, "resource": {resource}}
+	if name, value := c.id.selector(wire.IMDSv1ResourceIDParam); name != "" {
+		q.Set(name, value)
+	}
+	endpoint := s.base + wire.IMDSTokenPath + "?" + q.Encode()
+	correlationID := wire.NewGUID()
+	resp, err := c.wire.Do(ctx, c.policy(wire.IMDS), func(ctx context.Context) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Metadata", "true")
+		clientHeaders(req.Header, correlationID)
+		return req, nil
+	})
+	if err != nil {
+		return token.Result{}, miTransportError(err, "imds", correlationID)
+	}
+	if resp.Status != http.StatusOK {
+		e := wire.StatusError(token.CodeManagedIdentityRequestFailed, "imds", "IMDS token request", resp)
+		if e.CorrelationID == "" {
+			e.CorrelationID = correlationID
+		}
+		return token.Result{}, e
+	}
+	return miResult(resp.Body, c.cfg.now(), "imds", correlationID)
+}
+
+// miResult turns a managed-identity token response into a Bearer Result.
+func miResult(body []byte, now time.Time, source, correlationID string) (token.Result, error) {
+	t, err := wire.ParseToken(body, now, wire.FromManagedIdentity)
+	if err == nil {
+		t.TokenType, err = wire.CheckTokenType(false, t.TokenType)
+	}
+	if err != nil {
+		return token.Result{}, annotate(err, source, correlationID)
+	}
+	return token.Result{AccessToken: t.AccessToken, TokenType: t.TokenType, ExpiresOn: t.ExpiresOn, RefreshOn: t.RefreshOn}, nil
+}
+
+// miTransportError maps a failure to reach a managed-identity endpoint to MSAL's code.
+func miTransportError(err error, source, correlationID string) error {
+	if e, ok := err.(*token.Error); ok && e.Code == token.CodeNetwork {
+		e.Code = token.CodeManagedIdentityUnreachable
+	}
+	return annotate(err, source, correlationID)
+}
+
+// annotate fills the source and correlation id of a *token.Error that lacks them.
+func annotate(err error, source, correlationID string) error {
+	if e, ok := err.(*token.Error); ok {
+		if e.Source == "" {
+			e.Source = source
+		}
+		if e.CorrelationID == "" {
+			e.CorrelationID = correlationID
+		}
+	}
+	return err
+}

@@ -1,0 +1,282 @@
+package managedidentity
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/mtlspop/mtlspop/core/internal/wire"
+	"github.com/mtlspop/mtlspop/core/keys"
+	"github.com/mtlspop/mtlspop/core/mtls"
+	"github.com/mtlspop/mtlspop/core/token"
+	"github.com/mtlspop/mtlspop/core/version"
+)
+
+// IMDSv2: mTLS proof-of-possession tokens (reference/msal-dotnet-mtlspop.md §1).
+//
+//  1. GET  getplatformmetadata → client id, tenant, cuId (the answer must come from IMDS)
+//  2. a binding key from the key provider, and a CSR for it
+//  3. POST issuecredential     → a certificate for that key, and the mTLS token endpoint
+//  4. POST <endpoint>/<tenant>/oauth2/v2.0/token over mTLS with token_type=mtls_pop
+//
+// Steps 1–3 run only when no binding certificate is cached: while one is, a token for any
+// resource costs only step 4 (MSAL.NET calls step 1 every time).
+const (
+	imdsServerMarker = "IMDS"
+	stsTokenPath     = "/oauth2/v2.0/token"
+	sourceIMDSv2     = "imdsv2"
+)
+
+// acquirePoP gets an mtls_pop token. If the token endpoint refuses the binding certificate
+// (invalid_client, or a TLS refusal), the certificate is evicted, a new one minted, and the
+// request retried once.
+func (c *Client) acquirePoP(ctx context.Context, resource string, o acquireConfig) (token.Result, error) {
+	src, ok := c.source.(*imds)
+	if !ok {
+		return token.Result{}, &token.Error{Code: token.CodeMtlsPopNotSupportedForEnv, Source: c.sourceName,
+			Message: "mTLS PoP tokens come from IMDSv2; this host's managed identity source is " + c.sourceName}
+	}
+	mint := func(ctx context.Context, replacing bool) (*binding, error) { return c.mint(ctx, src, replacing) }
+	for attempt := 0; ; attempt++ {
+		b, err := c.bindings.get(ctx, mint)
+		if err != nil {
+			return token.Result{}, err
+		}
+		k := c.key(resource, token.TypeMtlsPoP, b.thumbprint, o.claims)
+		r, err := c.cache.Get(ctx, k, o.force || o.claims != "", func(ctx context.Context) (token.Result, error) {
+			return c.tokenLeg(ctx, b, resource, o.claims)
+		})
+		if err == nil {
+			return r, nil
+		}
+		if !remintable(err) {
+			return token.Result{}, err
+		}
+		if attempt > 0 {
+			if e, ok := err.(*token.Error); ok {
+				e.Message += " (again, with a newly minted binding certificate)"
+			}
+			return token.Result{}, err
+		}
+		c.log(ctx, "token endpoint refused the binding certificate; minting a new one",
+			slog.String("x5t#S256", b.thumbprint), slog.String("code", string(token.CodeOf(err))))
+		c.bindings.evict(b)
+	}
+}
+
+// remintable: failures a fresh binding certificate may cure.
+func remintable(err error) bool {
+	return token.CodeOf(err) == token.CodeInvalidClient || mtls.IsHandshakeRefusal(err)
+}
+
+func (c *Client) imdsV2Query(s *imds, path string) string {
+	q := url.Values{wire.CredAPIVersionParam: {wire.CredAPIVersion}}
+	if name, value := c.id.selector(wire.IMDSv2ResourceIDParam); name != "" {
+		q.Set(name, value)
+	}
+	return s.base + path + "?" + q.Encode()
+}
+
+// mint obtains a new binding certificate (steps 1–3).
+func (c *Client) mint(ctx context.Context, s *imds, replacing bool) (*binding, error) {
+	correlationID := wire.NewGUID()
+	meta, err := c.platformMetadata(ctx, s, correlationID)
+	if err != nil {
+		return nil, annotate(err, sourceIMDSv2, correlationID)
+	}
+	slot := c.idKey + "#att=0"
+	if replacing {
+		if err := c.cfg.keys.Rotate(ctx, slot); err != nil {
+			return nil, err
+		}
+	}
+	key, err := c.cfg.keys.Key(ctx, slot)
+	if err != nil {
+		return nil, err
+	}
+	csr, err := keys.IMDSCSR(key, meta.ClientID, meta.TenantID, meta.CUID)
+	if err != nil {
+		return nil, &token.Error{Code: token.CodeManagedIdentityRequestFailed, Source: sourceIMDSv2,
+			CorrelationID: correlationID, Message: "getplatformmetadata returned values a CSR cannot carry", Err: err}
+	}
+	cred, err := c.issueCredential(ctx, s, csr, correlationID)
+	if err != nil {
+		return nil, annotate(err, sourceIMDSv2, correlationID)
+	}
+	b, err := newBinding(cred, key, c.cfg.now())
+	if err != nil {
+		return nil, annotate(err, sourceIMDSv2, correlationID)
+	}
+	c.log(ctx, "minted binding certificate", slog.String("x5t#S256", b.thumbprint),
+		slog.Time("not_after", b.cert.Leaf.NotAfter), slog.String("key", string(key.Strength())))
+	return b, nil
+}
+
+func (c *Client) platformMetadata(ctx context.Context, s *imds, correlationID string) (wire.PlatformMetadata, error) {
+	endpoint := c.imdsV2Query(s, wire.PlatformMetadataPath)
+	resp, err := c.wire.Do(ctx, c.policy(wire.IMDSProbe), func(ctx context.Context) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Metadata", "true")
+		req.Header.Set("Accept", "application/json")
+		clientHeaders(req.Header, correlationID)
+		return req, nil
+	})
+	if err != nil {
+		return wire.PlatformMetadata{}, miTransportError(err, sourceIMDSv2, correlationID)
+	}
+	switch {
+	case resp.Status == http.StatusNotFound:
+		return wire.PlatformMetadata{}, &token.Error{Code: token.CodeMtlsPopNotSupportedInIMDSv1, Status: resp.Status,
+			Message: "this host's IMDS has no getplatformmetadata endpoint (IMDS v1 only): mTLS PoP is not available"}
+	case resp.Status != http.StatusOK:
+		return wire.PlatformMetadata{}, wire.StatusError(token.CodeManagedIdentityRequestFailed, sourceIMDSv2, "getplatformmetadata", resp)
+	case !strings.Contains(resp.Header.Get("Server"), imdsServerMarker):
+		// Something other than IMDS answered (a proxy, a captive portal): do not send it a CSR.
+		return wire.PlatformMetadata{}, &token.Error{Code: token.CodeManagedIdentityRequestFailed, Status: resp.Status,
+			Message: "getplatformmetadata answer did not come from IMDS (no \"IMDS\" in its Server header)"}
+	}
+	var m wire.PlatformMetadata
+	if err := json.Unmarshal(resp.Body, &m); err != nil {
+		return wire.PlatformMetadata{}, token.Errorf(token.CodeManagedIdentityRequestFailed, "getplatformmetadata answer is not JSON")
+	}
+	if !m.CUID.Valid() || m.ClientID == "" || m.TenantID == "" || m.AttestationEndpoint == "" {
+		return wire.PlatformMetadata{}, token.Errorf(token.CodeManagedIdentityRequestFailed,
+			"getplatformmetadata answer is missing cuId, clientId, tenantId or attestationEndpoint")
+	}
+	return m, nil
+}
+
+func (c *Client) issueCredential(ctx context.Context, s *imds, csr, correlationID string) (wire.IssuedCredential, error) {
+	endpoint := c.imdsV2Query(s, wire.IssueCredentialPath)
+	body, err := json.Marshal(wire.IssueCredentialRequest{CSR: csr})
+	if err != nil {
+		return wire.IssuedCredential{}, token.Wrap(token.CodeInternal, err, "encoding issuecredential request")
+	}
+	resp, err := c.wire.Do(ctx, c.policy(wire.IMDS), func(ctx context.Context) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Metadata", "true")
+		req.Header.Set("Content-Type", "application/json; charset=utf-8")
+		req.Header.Set("Accept", "application/json")
+		clientHeaders(req.Header, correlationID)
+		return req, nil
+	})
+	if err != nil {
+		return wire.IssuedCredential{}, miTransportError(err, sourceIMDSv2, correlationID)
+	}
+	if resp.Status != http.StatusOK {
+		return wire.IssuedCredential{}, wire.StatusError(token.CodeManagedIdentityRequestFailed, sourceIMDSv2, "issuecredential", resp)
+	}
+	var cred wire.IssuedCredential
+	if err := json.Unmarshal(resp.Body, &cred); err != nil {
+		return wire.IssuedCredential{}, token.Errorf(token.CodeManagedIdentityRequestFailed, "issuecredential answer is not JSON")
+	}
+	if cred.ClientID == "" || cred.TenantID == "" || cred.Certificate == "" || cred.IdentityType == "" || cred.MTLSAuthenticationEndpoint == "" {
+		return wire.IssuedCredential{}, token.Errorf(token.CodeManagedIdentityRequestFailed,
+			"issuecredential answer is malformed: client_id, tenant_id, certificate, identity_type and mtls_authentication_endpoint are all required")
+	}
+	return cred, nil
+}
+
+// newBinding checks the issued certificate (it must decode, be valid now, and certify our key)
+// and the token endpoint, and pairs the certificate with the key.
+func newBinding(cred wire.IssuedCredential, key keys.Key, now time.Time) (*binding, error) {
+	der, err := base64.StdEncoding.DecodeString(cred.Certificate)
+	if err != nil {
+		return nil, token.Errorf(token.CodeInvalidCertificate, "issued certificate is not base64")
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, token.Wrap(token.CodeInvalidCertificate, err, "issued certificate does not parse")
+	}
+	pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(key.Public()) {
+		return nil, token.Errorf(token.CodeInvalidCertificate, "issued certificate is for another key")
+	}
+	if !now.Before(cert.NotAfter) || now.Add(5*time.Minute).Before(cert.NotBefore) {
+		return nil, token.Errorf(token.CodeInvalidCertificate, "issued certificate is not valid now (valid %s to %s)",
+			cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	ep, err := url.Parse(cred.MTLSAuthenticationEndpoint)
+	if err != nil || ep.Scheme != "https" || ep.Host == "" {
+		return nil, token.Errorf(token.CodeManagedIdentityRequestFailed, "mtls_authentication_endpoint is not an https URL")
+	}
+	tenant := strings.Trim(cred.TenantID, "/")
+	if strings.ContainsAny(tenant, "/?#") {
+		return nil, token.Errorf(token.CodeManagedIdentityRequestFailed, "tenant_id is not a tenant")
+	}
+	return &binding{
+		cert:       &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert},
+		thumbprint: token.ThumbprintDER(der),
+		clientID:   cred.ClientID,
+		tenantID:   tenant,
+		tokenURL:   strings.TrimRight(cred.MTLSAuthenticationEndpoint, "/") + "/" + url.PathEscape(tenant) + stsTokenPath,
+		renewAt:    renewPoint(cert.NotBefore, cert.NotAfter),
+	}, nil
+}
+
+// tokenLeg is step 4: the token request over mTLS with the binding certificate.
+func (c *Client) tokenLeg(ctx context.Context, b *binding, resource, claims string) (token.Result, error) {
+	form := url.Values{
+		"grant_type": {"client_credentials"},
+		"client_id":  {b.clientID},
+		"scope":      {strings.TrimRight(resource, "/") + "/.default"},
+		"token_type": {token.TypeMtlsPoP},
+	}
+	if claims != "" {
+		form.Set("claims", claims)
+	}
+	body := form.Encode()
+	correlationID := wire.NewGUID()
+	w := &wire.Client{HTTP: c.pool.Client(b.cert), Sleep: c.cfg.retryWait, Logger: c.cfg.logger, Now: c.cfg.now}
+	resp, err := w.Do(ctx, c.policy(wire.STS), func(ctx context.Context) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.tokenURL, strings.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("client-request-id", correlationID)
+		req.Header.Set("return-client-request-id", "true")
+		req.Header.Set("x-client-SKU", version.SKU)
+		req.Header.Set("x-client-Ver", version.Version)
+		req.Header.Set("x-ms-lib-capability", "retry-after, h429")
+		return req, nil
+	})
+	if err != nil {
+		return token.Result{}, annotate(err, sourceIMDSv2, correlationID)
+	}
+	if resp.Status != http.StatusOK {
+		code := token.CodeSTSError
+		switch {
+		case wire.ParseError(resp.Body).Code == "invalid_client":
+			code = token.CodeInvalidClient
+		case resp.Status >= 500:
+			code = token.CodeServiceNotAvailable
+		}
+		return token.Result{}, annotate(wire.StatusError(code, sourceIMDSv2, "token request", resp), sourceIMDSv2, correlationID)
+	}
+	t, err := wire.ParseToken(resp.Body, c.cfg.now(), wire.FromSTS)
+	if err == nil {
+		t.TokenType, err = wire.CheckTokenType(true, t.TokenType)
+	}
+	if err != nil {
+		return token.Result{}, annotate(err, sourceIMDSv2, correlationID)
+	}
+	r := token.Result{AccessToken: t.AccessToken, TokenType: t.TokenType, ExpiresOn: t.ExpiresOn, RefreshOn: t.RefreshOn}
+	return r.Bind(b.cert), nil
+}
