@@ -17,11 +17,26 @@ deps() {
   ./ci/deps.sh
 }
 
+# Each surface beyond the Go core has a script in ci/ with "build" and "test" steps. A script
+# that does not exist yet is skipped with a note, never silently.
+surfaces=(capi tpm python node)
+
+surface() {
+  local name=$1 step=$2
+  if [ -x "ci/$name.sh" ]; then
+    log "$name: $step (ci/$name.sh)"
+    "./ci/$name.sh" "$step"
+  else
+    log "$name: $step skipped (no ci/$name.sh yet)"
+  fi
+}
+
 build() {
   deps
   log "go build -> build/mtlspop"
   mkdir -p "$out"
   go build -trimpath -o "$out/mtlspop" ./cmd/mtlspop
+  for s in "${surfaces[@]}"; do surface "$s" build; done
 }
 
 check_format() {
@@ -49,7 +64,10 @@ bench() {
 cmd=${1:-build}
 case "$cmd" in
   build) build ;;
-  test) build; check_format; test_go; log "all tests passed" ;;
+  test)
+    build; check_format; test_go
+    for s in "${surfaces[@]}"; do surface "$s" test; done
+    log "all tests passed" ;;
   demo) build; "$out/mtlspop" demo ;;
   bench) build; bench ;;
   *) echo "usage: $0 [build|test|demo|bench]" >&2; exit 2 ;;

@@ -102,3 +102,22 @@ func (k *softwareKey) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) (
 func (k *softwareKey) Strength() Strength { return StrengthSoftware }
 
 func (k *softwareKey) String() string { return "keys.softwareKey{RSA-2048, private key redacted}" }
+
+// CertificateStore is an optional Provider extension for providers whose keys outlive the
+// process (a TPM's persisted key blobs): it keeps the certificate issued for a slot's key, so a
+// restarted process reuses both instead of minting again. Callers find it by type assertion and
+// must still check that a loaded certificate is valid and certifies the slot's current key.
+type CertificateStore interface {
+	// StoreCertificate records the certificate issued for the slot's current key.
+	StoreCertificate(ctx context.Context, slot string, rec CertificateRecord) error
+	// LoadCertificate returns the slot's recorded certificate; ok=false when there is none.
+	LoadCertificate(ctx context.Context, slot string) (rec CertificateRecord, ok bool, err error)
+}
+
+// CertificateRecord is an issued binding certificate and what the token leg needs besides it.
+type CertificateRecord struct {
+	DER      []byte `json:"der"`
+	ClientID string `json:"client_id"`
+	TenantID string `json:"tenant_id"`
+	Endpoint string `json:"mtls_authentication_endpoint"`
+}
