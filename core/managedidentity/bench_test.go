@@ -62,3 +62,48 @@ func BenchmarkPoPCacheHit(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkColdCoalesced starts 1,000 callers at once on a new client and reports the most
+// requests any stage of the IMDSv2 flow (getplatformmetadata, issuecredential, token) received
+// per round: 1 means every miss was coalesced.
+func BenchmarkColdCoalesced(b *testing.B) {
+	emu := startEmulator(b, emulator.Config{})
+	resource := emu.Config().ResourceID
+	worst := 0
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		c := clientFor(b, emu, managedidentity.SystemAssigned(), nil)
+		before := map[emulator.Endpoint]int{}
+		stages := []emulator.Endpoint{emulator.EndpointPlatformMetadata, emulator.EndpointIssueCredential, emulator.EndpointToken}
+		for _, ep := range stages {
+			before[ep] = emu.Requests(ep)
+		}
+		b.StartTimer()
+		coldCallers(b, c, resource, 1000, popOpt)
+		b.StopTimer()
+		for _, ep := range stages {
+			worst = max(worst, emu.Requests(ep)-before[ep])
+		}
+		_ = c.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(worst), "requests/stage")
+}
+
+// BenchmarkBearerCacheHit is AcquireToken on a fresh cached Bearer entry.
+func BenchmarkBearerCacheHit(b *testing.B) {
+	emu := startEmulator(b, emulator.Config{})
+	c := clientFor(b, emu, managedidentity.SystemAssigned(), nil)
+	resource := emu.Config().ResourceID
+	ctx := context.Background()
+	if _, err := c.AcquireToken(ctx, resource); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.AcquireToken(ctx, resource); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mtlspop/mtlspop/core/token"
+	"github.com/mtlspop/mtlspop/core/cache"
 )
 
 // binding is an issued binding certificate with its key and what the token leg needs. It is
@@ -16,8 +16,10 @@ type binding struct {
 	thumbprint string           // x5t#S256, the cache key id of tokens bound to it
 	clientID   string           // canonical client id from issuecredential
 	tenantID   string
-	tokenURL   string    // <mtls_authentication_endpoint>/<tenant>/oauth2/v2.0/token
-	renewAt    time.Time // NotAfter − min(24h, lifetime/2)
+	tokenURL   string          // <mtls_authentication_endpoint>/<tenant>/oauth2/v2.0/token
+	renewAt    int64           // Unix ns of NotAfter − min(24h, lifetime/2)
+	partition  cache.Partition // where tokens bound to this certificate are cached
+	part       *cache.Part
 }
 
 // renewPoint is when a certificate stops being reused: min(24 h, half its lifetime) before it
@@ -28,21 +30,25 @@ func renewPoint(notBefore, notAfter time.Time) time.Time {
 }
 
 // bindings holds the client's current binding certificate. Readers take it with one atomic
-// load; minting is serialised by a one-slot semaphore that a waiting caller can abandon when its
-// context ends (a plain mutex could not be abandoned: MSAL.NET #6053).
+// load; minting runs once for all callers that need a certificate (cache.Group), and a caller
+// whose context ends stops waiting without canceling the mint the others wait for.
 type bindings struct {
+	cache  *cache.Cache
 	cur    atomic.Pointer[binding]
-	sem    chan struct{}
-	minted bool // guarded by sem: a certificate was minted before, so the next mint replaces it
-	now    func() time.Time
-	// retire releases what a replaced or evicted binding held (its pooled connections).
+	group  *cache.Group[struct{}, *binding]
+	minted atomic.Bool // a certificate was minted before, so the next mint replaces it
+	// retire releases what a replaced or evicted binding held (connections, cached tokens).
 	retire func(*binding)
 }
 
+func newBindings(c *cache.Cache, retire func(*binding)) *bindings {
+	return &bindings{cache: c, group: cache.NewGroup[struct{}, *binding](cache.DefaultFetchTimeout), retire: retire}
+}
+
 // current returns the binding if it is still within its reuse window.
-func (bs *bindings) current(now time.Time) *binding {
+func (bs *bindings) current() *binding {
 	b := bs.cur.Load()
-	if b == nil || !now.Before(b.renewAt) {
+	if b == nil || bs.cache.Now() >= b.renewAt {
 		return nil
 	}
 	return b
@@ -51,27 +57,23 @@ func (bs *bindings) current(now time.Time) *binding {
 // get returns the current binding, or mints one. replacing tells mint that an earlier
 // certificate existed, so its key should be rotated.
 func (bs *bindings) get(ctx context.Context, mint func(ctx context.Context, replacing bool) (*binding, error)) (*binding, error) {
-	if b := bs.current(bs.now()); b != nil {
+	if b := bs.current(); b != nil {
 		return b, nil
 	}
-	select {
-	case bs.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, token.Wrap(token.CodeCanceled, ctx.Err(), "waiting for the binding certificate")
-	}
-	defer func() { <-bs.sem }()
-	if b := bs.current(bs.now()); b != nil {
+	return bs.group.Do(ctx, struct{}{}, func(ctx context.Context) (*binding, error) {
+		if b := bs.current(); b != nil {
+			return b, nil // minted by a call that finished just before this one started
+		}
+		b, err := mint(ctx, bs.minted.Load())
+		if err != nil {
+			return nil, err
+		}
+		bs.minted.Store(true)
+		if old := bs.cur.Swap(b); old != nil && bs.retire != nil {
+			bs.retire(old)
+		}
 		return b, nil
-	}
-	b, err := mint(ctx, bs.minted)
-	if err != nil {
-		return nil, err
-	}
-	bs.minted = true
-	if old := bs.cur.Swap(b); old != nil && bs.retire != nil {
-		bs.retire(old)
-	}
-	return b, nil
+	})
 }
 
 // evict drops b if it is still current, so the next get mints a new certificate. It reports
@@ -85,3 +87,6 @@ func (bs *bindings) evict(b *binding) bool {
 	}
 	return true
 }
+
+// close cancels a mint in flight and waits for it.
+func (bs *bindings) close() { bs.group.Close() }

@@ -47,7 +47,7 @@ func TestNewBinding(t *testing.T) {
 	if b.tokenURL != "https://mtls.example/tenant/oauth2/v2.0/token" || b.clientID != "c" || b.cert.PrivateKey != key {
 		t.Fatalf("%+v", b)
 	}
-	if want := b.cert.Leaf.NotAfter.Add(-24 * time.Hour); !b.renewAt.Equal(want) {
+	if want := b.cert.Leaf.NotAfter.Add(-24 * time.Hour); b.renewAt != want.UnixNano() {
 		t.Fatalf("renewAt %v, want %v", b.renewAt, want)
 	}
 	cases := map[string]struct {
@@ -92,7 +92,7 @@ func FuzzNewBinding(f *testing.F) {
 	f.Fuzz(func(t *testing.T, cert, endpoint, tenant string) {
 		b, err := newBinding(wire.IssuedCredential{ClientID: "c", TenantID: tenant, Certificate: cert, IdentityType: "x",
 			MTLSAuthenticationEndpoint: endpoint}, key, time.Now())
-		if err == nil && (b.cert.Leaf == nil || b.thumbprint == "" || b.renewAt.IsZero()) {
+		if err == nil && (b.cert.Leaf == nil || b.thumbprint == "" || b.renewAt == 0) {
 			t.Fatalf("incomplete binding %+v", b)
 		}
 	})

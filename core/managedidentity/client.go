@@ -44,7 +44,9 @@ type Client struct {
 	wire       *wire.Client // plain HTTP to managed-identity endpoints
 	pool       *mtls.Pool   // certificate-bound HTTPS clients
 	cache      *cache.Cache
+	bearer     *cache.Part // the Bearer partition of this identity, resolved once
 	bindings   *bindings
+	ownHTTP    bool // the IMDS client was created here, so Close releases its connections
 	closed     atomic.Bool
 }
 
@@ -60,10 +62,12 @@ func New(id ID, opts ...Option) (*Client, error) {
 			o.applyClient(&c.cfg)
 		}
 	}
+	var clock cache.Clock // nil: the cache's coarse clock, one atomic load on the hit path
 	if c.cfg.now == nil {
 		c.cfg.now = time.Now
+	} else {
+		clock = cache.FuncClock(c.cfg.now)
 	}
-	c.cache = cache.New(c.cfg.now)
 	if c.cfg.getenv == nil {
 		c.cfg.getenv = os.Getenv
 	}
@@ -76,6 +80,7 @@ func New(id ID, opts ...Option) (*Client, error) {
 	if c.cfg.http == nil {
 		// IMDS is link-local: never send it through a proxy.
 		c.cfg.http = &http.Client{Transport: &http.Transport{Proxy: nil}, CheckRedirect: noRedirects}
+		c.ownHTTP = true
 	}
 	if c.cfg.roots == nil {
 		roots, err := mtls.Roots(c.cfg.getenv, "")
@@ -91,7 +96,12 @@ func New(id ID, opts ...Option) (*Client, error) {
 	c.source, c.sourceName = src, src.name()
 	c.wire = &wire.Client{HTTP: c.cfg.http, Sleep: c.cfg.retryWait, Logger: c.cfg.logger, Now: c.cfg.now}
 	c.pool = mtls.NewPool(c.cfg.roots)
-	c.bindings = &bindings{sem: make(chan struct{}, 1), now: c.cfg.now, retire: func(b *binding) { c.pool.Evict(b.cert) }}
+	c.cache = cache.New(cache.Options{Clock: clock})
+	c.bearer = c.cache.Partition(c.partition(token.TypeBearer, "", ""))
+	c.bindings = newBindings(c.cache, func(b *binding) {
+		c.pool.Evict(b.cert)
+		c.cache.Drop(b.partition)
+	})
 	return c, nil
 }
 
@@ -107,20 +117,26 @@ func (c *Client) AcquireToken(ctx context.Context, resource string, opts ...Acqu
 		return token.Result{}, token.Errorf(token.CodeClosed, "managedidentity: the client is closed")
 	}
 	resource = strings.TrimSuffix(resource, "/.default")
-	if strings.TrimSpace(resource) == "" {
-		return token.Result{}, token.Errorf(token.CodeInvalidArgument, "managedidentity: resource is empty")
-	}
 	var o acquireConfig
 	for _, opt := range opts {
 		if opt != nil {
-			opt.applyAcquire(&o)
+			o = opt.applyAcquire(o)
 		}
 	}
 	if !o.force && o.claims == "" {
-		// The hit path comes first: it does no I/O, needs no deadline, and allocates nothing.
-		if r, ok := c.cached(resource, o.pop); ok {
-			return r, nil
+		// The hit path: no I/O, no deadline, no allocation. An invalid resource is never cached,
+		// so validating it can wait for a miss.
+		if r := c.cached(resource, o.pop); r != nil {
+			return *r, nil
 		}
+	}
+	return c.acquire(ctx, resource, o)
+}
+
+// acquire is the network path of AcquireToken.
+func (c *Client) acquire(ctx context.Context, resource string, o acquireConfig) (token.Result, error) {
+	if strings.TrimSpace(resource) == "" {
+		return token.Result{}, token.Errorf(token.CodeInvalidArgument, "managedidentity: resource is empty")
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -133,31 +149,36 @@ func (c *Client) AcquireToken(ctx context.Context, resource string, opts ...Acqu
 	return c.acquireBearer(ctx, resource, o)
 }
 
-// cached is the allocation-free hit path: one atomic load for the binding and one map lookup.
-func (c *Client) cached(resource string, pop bool) (token.Result, bool) {
-	k := cache.Key{Authority: c.sourceName, Identity: c.idKey, Resource: resource, TokenType: token.TypeBearer}
+// cached is the allocation-free hit path: an atomic load for the binding, and the partition's
+// lock-free lookup.
+func (c *Client) cached(resource string, pop bool) *token.Result {
+	part := c.bearer
 	if pop {
-		b := c.bindings.current(c.cfg.now())
+		b := c.bindings.current()
 		if b == nil {
-			return token.Result{}, false
+			return nil
 		}
-		k.TokenType, k.KeyID = token.TypeMtlsPoP, b.thumbprint
+		part = b.part
 	}
-	return c.cache.Peek(k)
+	return part.Lookup(resource)
 }
 
-func (c *Client) key(resource, tokenType, keyID, claims string) cache.Key {
-	k := cache.Key{Authority: c.sourceName, Identity: c.idKey, Resource: resource, TokenType: tokenType, KeyID: keyID}
+// partition names the cache partition of this identity's tokens of a type, bound to keyID.
+func (c *Client) partition(tokenType, keyID, claims string) cache.Partition {
+	p := cache.Partition{Authority: c.sourceName, Identity: c.idKey, TokenType: tokenType, KeyID: keyID}
 	if claims != "" {
 		sum := sha256.Sum256([]byte(claims))
-		k.ClaimsHash = hex.EncodeToString(sum[:])
+		p.ClaimsHash = hex.EncodeToString(sum[:])
 	}
-	return k
+	return p
 }
 
 func (c *Client) acquireBearer(ctx context.Context, resource string, o acquireConfig) (token.Result, error) {
-	k := c.key(resource, token.TypeBearer, "", o.claims)
-	return c.cache.Get(ctx, k, o.force || o.claims != "", func(ctx context.Context) (token.Result, error) {
+	part := c.bearer
+	if o.claims != "" {
+		part = c.cache.Partition(c.partition(token.TypeBearer, "", o.claims))
+	}
+	return part.Get(ctx, resource, o.force || o.claims != "", func(ctx context.Context) (token.Result, error) {
 		return c.source.bearer(ctx, c, resource, o.claims)
 	})
 }
@@ -172,16 +193,24 @@ func (c *Client) Do(ctx context.Context, req *http.Request, res token.Result) (*
 	return c.pool.Do(ctx, req, res)
 }
 
-// Close releases the client's connections and cached tokens. Calls after Close return an error
-// with token.CodeClosed. Close is idempotent.
+// Close stops the client's background refreshes and waits for them, and releases its
+// connections and cached tokens. Calls after Close return an error with token.CodeClosed. Close
+// is idempotent.
 func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	c.pool.Close()
+	c.bindings.close()
 	c.cache.Close()
+	c.pool.Close()
+	if c.ownHTTP {
+		c.cfg.http.CloseIdleConnections()
+	}
 	return nil
 }
+
+// Stats reports the client's cache: tokens held, fetches in flight, background refreshes.
+func (c *Client) Stats() cache.Stats { return c.cache.Stats() }
 
 // String describes the client without secrets.
 func (c *Client) String() string {

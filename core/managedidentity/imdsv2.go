@@ -51,8 +51,11 @@ func (c *Client) acquirePoP(ctx context.Context, resource string, o acquireConfi
 		if err != nil {
 			return token.Result{}, err
 		}
-		k := c.key(resource, token.TypeMtlsPoP, b.thumbprint, o.claims)
-		r, err := c.cache.Get(ctx, k, o.force || o.claims != "", func(ctx context.Context) (token.Result, error) {
+		part := b.part
+		if o.claims != "" {
+			part = c.cache.Partition(c.partition(token.TypeMtlsPoP, b.thumbprint, o.claims))
+		}
+		r, err := part.Get(ctx, resource, o.force || o.claims != "", func(ctx context.Context) (token.Result, error) {
 			return c.tokenLeg(ctx, b, resource, o.claims)
 		})
 		if err == nil {
@@ -116,6 +119,8 @@ func (c *Client) mint(ctx context.Context, s *imds, replacing bool) (*binding, e
 	if err != nil {
 		return nil, annotate(err, sourceIMDSv2, correlationID)
 	}
+	b.partition = c.partition(token.TypeMtlsPoP, b.thumbprint, "")
+	b.part = c.cache.Partition(b.partition)
 	c.log(ctx, "minted binding certificate", slog.String("x5t#S256", b.thumbprint),
 		slog.Time("not_after", b.cert.Leaf.NotAfter), slog.String("key", string(key.Strength())))
 	return b, nil
@@ -225,7 +230,7 @@ func newBinding(cred wire.IssuedCredential, key keys.Key, now time.Time) (*bindi
 		clientID:   cred.ClientID,
 		tenantID:   tenant,
 		tokenURL:   strings.TrimRight(cred.MTLSAuthenticationEndpoint, "/") + "/" + url.PathEscape(tenant) + stsTokenPath,
-		renewAt:    renewPoint(cert.NotBefore, cert.NotAfter),
+		renewAt:    renewPoint(cert.NotBefore, cert.NotAfter).UnixNano(),
 	}, nil
 }
 

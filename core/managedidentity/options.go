@@ -14,8 +14,11 @@ import (
 // passing one where the other belongs fails to compile.
 type Option interface{ applyClient(*config) }
 
-// AcquireOption configures one AcquireToken call.
-type AcquireOption interface{ applyAcquire(*acquireConfig) }
+// AcquireOption configures one AcquireToken call. It works on values, not pointers, so the
+// configuration stays on the caller's stack: the cache-hit path must not allocate.
+type AcquireOption interface {
+	applyAcquire(acquireConfig) acquireConfig
+}
 
 type config struct {
 	keys      keys.Provider
@@ -88,25 +91,28 @@ func WithTimeout(d time.Duration) Option {
 	return clientOption(func(c *config) { c.timeout = d })
 }
 
-type acquireOption func(*acquireConfig)
+type popOption struct{}
 
-func (f acquireOption) applyAcquire(c *acquireConfig) { f(c) }
+func (popOption) applyAcquire(c acquireConfig) acquireConfig { c.pop = true; return c }
 
-var (
-	popOption   = acquireOption(func(c *acquireConfig) { c.pop = true })
-	forceOption = acquireOption(func(c *acquireConfig) { c.force = true })
-)
+type forceOption struct{}
+
+func (forceOption) applyAcquire(c acquireConfig) acquireConfig { c.force = true; return c }
+
+type claimsOption string
+
+func (o claimsOption) applyAcquire(c acquireConfig) acquireConfig { c.claims = string(o); return c }
 
 // WithMtlsPoP asks for an mTLS proof-of-possession token bound to a certificate whose key the
 // client holds (IMDSv2), instead of a Bearer token.
-func WithMtlsPoP() AcquireOption { return popOption }
+func WithMtlsPoP() AcquireOption { return popOption{} }
 
 // WithForceRefresh skips the token cache and fetches a new token (the binding certificate is
 // still reused while valid).
-func WithForceRefresh() AcquireOption { return forceOption }
+func WithForceRefresh() AcquireOption { return forceOption{} }
 
 // WithClaims sends a claims request (for example a CAE challenge) with the token request. A call
 // with claims always fetches a new token.
 func WithClaims(claims string) AcquireOption {
-	return acquireOption(func(c *acquireConfig) { c.claims = claims })
+	return claimsOption(claims)
 }
