@@ -19,7 +19,7 @@ deps() {
 
 # Each surface beyond the Go core has a script in ci/ with "build" and "test" steps. A script
 # that does not exist yet is skipped with a note, never silently.
-surfaces=(capi tpm python node)
+surfaces=(capi tpm python node interop)
 
 surface() {
   local name=$1 step=$2
