@@ -108,6 +108,25 @@ type Config struct {
 	// Logger receives structured logs of every request (never tokens, CSRs, keys or assertions).
 	// nil discards them.
 	Logger *slog.Logger
+
+	// Key attestation (attest.go). The attestation service always runs; these settings decide
+	// which attestation keys it trusts and whether issuecredential insists on its tokens.
+
+	// RequireAttestation makes issuecredential refuse a request without a valid attestation
+	// token from this emulator whose attested key is the CSR's key. It needs one of the three
+	// trust settings below.
+	RequireAttestation bool
+	// AttestationTrustedAKs is an allow-list of attestation keys' public areas (TPMT_PUBLIC).
+	AttestationTrustedAKs [][]byte
+	// AttestationEKRoots trusts attestation keys that prove, by credential activation, to live
+	// in a TPM whose EK certificate chains to one of these roots.
+	AttestationEKRoots *x509.CertPool
+	// AttestationTrustAnyAK trusts any attestation key that passes every other check: it
+	// proves only that the key is in some TPM. For demos and labs.
+	AttestationTrustAnyAK bool
+	// AttestationTokenLifetime is the lifetime of attestation tokens; 0 means
+	// DefaultAttestationTokenLifetime.
+	AttestationTokenLifetime time.Duration
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -152,6 +171,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.TokenLifetime < 0 {
 		return c, errors.New("emulator: TokenLifetime must not be negative")
 	}
+	c, err := c.attestationDefaults() // attest.go
+	if err != nil {
+		return c, err
+	}
 	if !isASCII(c.TenantID) || strings.ContainsAny(c.TenantID, "/?#") {
 		return c, fmt.Errorf("emulator: tenant id %q must be ASCII without '/', '?' or '#'", c.TenantID)
 	}
@@ -188,6 +211,7 @@ type Emulator struct {
 	imds, mtlsauth, login, resource *server
 	verifier                        *pop.Verifier
 	keySet                          pop.KeySet
+	att                             attestations // attest.go
 
 	done     chan struct{} // closed by Close: ends injected delays
 	serving  sync.WaitGroup
@@ -327,7 +351,7 @@ func Start(cfg Config) (_ *Emulator, err error) {
 	}
 	newServer(e.imds, e.imdsHandler(), nil)
 	newServer(e.mtlsauth, e.stsHandler(), &tlsPolicy{clientAuth: clientCertBinding})
-	newServer(e.login, e.loginHandler(), &tlsPolicy{clientAuth: clientCertNone})
+	newServer(e.login, e.withAttestation(e.loginHandler()), &tlsPolicy{clientAuth: clientCertNone}) // attest.go
 	newServer(e.resource, e.resourceHandler(), &tlsPolicy{clientAuth: clientCertAny})
 
 	for _, s := range started {

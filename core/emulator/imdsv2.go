@@ -15,7 +15,7 @@ import (
 // IMDSv2 (reference/msal-dotnet-mtlspop.md §1.2, §1.6): getplatformmetadata and issuecredential,
 // both with cred-api-version=2.0 and the v2 selector spellings (mi_res_id, not msi_res_id).
 
-// attestationURL is where the emulator's attestation service will live, on the login host.
+// attestationURL is where the emulator's attestation service lives, on the login host (attest.go).
 func (e *Emulator) attestationURL() string { return e.login.base + "/attestation" }
 
 // v2Preamble runs the checks both IMDSv2 calls share and returns the selected identity; ok is
@@ -95,6 +95,10 @@ func (e *Emulator) issueCredential(w http.ResponseWriter, r *http.Request, x *ex
 		return
 	case csr.CUID != e.cfg.CUID:
 		writeError(w, x, http.StatusBadRequest, "invalid_request", "csr cuId does not match this compute unit")
+		return
+	}
+	if desc := e.checkAttestationToken(req.AttestationToken, csr.PublicKey); desc != "" { // attest.go
+		writeError(w, x, http.StatusBadRequest, "invalid_request", desc)
 		return
 	}
 	cert, err := e.ca.issueBinding(id.ClientID, csr.PublicKey)

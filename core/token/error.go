@@ -65,6 +65,8 @@ const (
 	CodeResponseTooLarge Code = "response_too_large"
 	// CodeNetwork: a transport failure (connection refused, TLS failure) after retries.
 	CodeNetwork Code = "network_error"
+	// CodeTPM: the TPM, or the state directory that holds its key blobs, failed.
+	CodeTPM Code = "tpm_error"
 	// CodeInternal: a bug in libmtlspop; please report it.
 	CodeInternal Code = "internal_error"
 )

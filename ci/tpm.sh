@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# TPM surface: core/tpm and core/attest.
+#
+#   ci/tpm.sh build   the TPM packages build without cgo (the simulator is for tests only)
+#   ci/tpm.sh test    install swtpm if missing, start it on loopback TCP with an EK certificate
+#                     from a throw-away local CA, run the swtpm integration tests, stop it
+#
+# The simulator-based tests run with every other Go test (go test ./...); these are the ones
+# that need a TPM in another process, reached the way /dev/tpmrm0 is: over a byte stream.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step=${1:-}
+
+skip() {
+  echo "ci/tpm.sh: SKIP swtpm integration tests: $*"
+  exit 0
+}
+
+ensure_swtpm() {
+  if command -v swtpm >/dev/null 2>&1 && command -v swtpm_setup >/dev/null 2>&1; then
+    return 0
+  fi
+  echo "ci/tpm.sh: swtpm not found; installing swtpm and swtpm-tools from Debian packages"
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      sudo="sudo -n"
+    else
+      skip "swtpm is not installed and installing it needs root (run: apt-get install -y swtpm swtpm-tools)"
+    fi
+  fi
+  command -v apt-get >/dev/null 2>&1 || skip "swtpm is not installed and there is no apt-get to install it with"
+  if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq swtpm swtpm-tools >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq swtpm swtpm-tools >/dev/null 2>&1 ||
+      skip "apt-get install swtpm swtpm-tools failed (no network or no package source?)"
+  fi
+  command -v swtpm >/dev/null 2>&1 || skip "swtpm is still missing after apt-get install"
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Globals, so the EXIT trap still sees them after test_swtpm returns.
+swtpm_pid=""
+work_dir=""
+cleanup() {
+  if [ -n "$swtpm_pid" ] && kill -0 "$swtpm_pid" 2>/dev/null; then
+    echo "ci/tpm.sh: stopping swtpm (pid $swtpm_pid)"
+    kill "$swtpm_pid" 2>/dev/null || true
+    wait "$swtpm_pid" 2>/dev/null || true
+  fi
+  if [ -n "$work_dir" ]; then rm -rf "$work_dir"; fi
+}
+
+test_swtpm() {
+  ensure_swtpm
+  local dir port
+  trap cleanup EXIT
+  work_dir=$(mktemp -d)
+  dir=$work_dir
+
+  # The standard ports (2321 data, 2322 control), or the next free pair.
+  port=${MTLSPOP_SWTPM_PORT:-2321}
+  for _ in $(seq 1 20); do
+    if ! port_busy "$port" && ! port_busy $((port + 1)); then break; fi
+    port=$((port + 2))
+  done
+
+  # Manufacture the TPM: an RSA-2048 EK with a certificate in NV 0x01C00002, issued by a local CA
+  # that lives only in $dir (never the system's /var/lib/swtpm-localca).
+  mkdir -p "$dir/state" "$dir/ca"
+  cat >"$dir/localca.conf" <<CONF
+statedir = $dir/ca
+signingkey = $dir/ca/signkey.pem
+issuercert = $dir/ca/issuercert.pem
+certserial = $dir/ca/certserial
+CONF
+  cat >"$dir/setup.conf" <<CONF
+create_certs_tool = $(command -v swtpm_localca || echo /usr/bin/swtpm_localca)
+create_certs_tool_config = $dir/localca.conf
+create_certs_tool_options = /etc/swtpm-localca.options
+active_pcr_banks = sha256
+CONF
+  local ekroots=""
+  if swtpm_setup --tpm2 --tpmstate "$dir/state" --config "$dir/setup.conf" --create-ek-cert --overwrite >"$dir/setup.log" 2>&1 &&
+    [ -f "$dir/ca/swtpm-localca-rootca-cert.pem" ]; then
+    cat "$dir/ca/swtpm-localca-rootca-cert.pem" "$dir/ca/issuercert.pem" >"$dir/ekroots.pem"
+    ekroots="$dir/ekroots.pem"
+  else
+    echo "ci/tpm.sh: note: swtpm_setup could not provision an EK certificate; the EK-trust test will skip:"
+    sed 's/^/    /' "$dir/setup.log" || true
+  fi
+
+  echo "ci/tpm.sh: starting swtpm on 127.0.0.1:$port (control $((port + 1)))"
+  swtpm socket --tpm2 --tpmstate dir="$dir/state" \
+    --server type=tcp,port="$port",bindaddr=127.0.0.1 \
+    --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
+    --flags not-need-init,startup-clear \
+    --log file="$dir/swtpm.log",level=1 &
+  swtpm_pid=$!
+  for _ in $(seq 1 50); do
+    port_busy "$port" && break
+    kill -0 "$swtpm_pid" 2>/dev/null || { cat "$dir/swtpm.log" || true; echo "ci/tpm.sh: swtpm exited at start" >&2; exit 1; }
+    sleep 0.1
+  done
+  port_busy "$port" || { echo "ci/tpm.sh: swtpm is not listening on $port" >&2; exit 1; }
+
+  # swtpm serves one connection at a time: packages run one after the other (-p 1).
+  MTLSPOP_SWTPM="tcp://127.0.0.1:$port" MTLSPOP_SWTPM_EK_ROOTS="$ekroots" \
+    go test -race -count=1 -p 1 -v -run SWTPM ./core/tpm/ ./core/attest/
+}
+
+case "$step" in
+  build)
+    # The library must stay cgo-free: only _test.go files use the cgo simulator.
+    CGO_ENABLED=0 go build ./core/tpm/ ./core/attest/
+    ;;
+  test) test_swtpm ;;
+  *) echo "usage: $0 build|test" >&2; exit 2 ;;
+esac
