@@ -56,6 +56,41 @@ type Pool struct {
 	clients map[*tls.Certificate]*pooled
 	plain   *http.Client
 	closed  bool
+	conns   map[*trackedConn]struct{} // every open connection, so Close can release them all
+}
+
+// trackedConn removes itself from its pool's set when closed.
+type trackedConn struct {
+	net.Conn
+	pool *Pool
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.pool.mu.Lock()
+		delete(c.pool.conns, c)
+		c.pool.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// dial opens a connection the pool can close on Close, even one whose request is still being
+// torn down (CloseIdleConnections skips those, and an HTTP/2 connection would linger).
+func (p *Pool) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, pool: p}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		_ = c.Close()
+		return nil, net.ErrClosed
+	}
+	p.conns[tc] = struct{}{}
+	return tc, nil
 }
 
 type pooled struct {
@@ -65,13 +100,13 @@ type pooled struct {
 
 // NewPool returns a pool whose clients trust roots (nil: the system roots).
 func NewPool(roots *x509.CertPool) *Pool {
-	return &Pool{roots: roots, clients: make(map[*tls.Certificate]*pooled)}
+	return &Pool{roots: roots, clients: make(map[*tls.Certificate]*pooled), conns: make(map[*trackedConn]struct{})}
 }
 
 func (p *Pool) newClient(cert *tls.Certificate) *http.Client {
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           p.dial,
 		TLSClientConfig:       ClientConfig(cert, p.roots),
 		TLSHandshakeTimeout:   10 * time.Second,
 		ForceAttemptHTTP2:     true,
@@ -93,63 +128,85 @@ func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastR
 // new pointer, so it never shares connections with its predecessor.
 func (p *Pool) Client(cert *tls.Certificate) *http.Client {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if cert == nil {
 		if p.plain == nil {
 			p.plain = p.newClient(nil)
 		}
-		return p.plain
+		c := p.plain
+		p.mu.Unlock()
+		return c
 	}
 	if c, ok := p.clients[cert]; ok {
 		c.used = time.Now()
+		p.mu.Unlock()
 		return c.client
 	}
+	var evicted *http.Client
 	if len(p.clients) >= maxPooled {
-		p.evictOldestLocked()
+		evicted = p.removeOldestLocked()
 	}
 	c := &pooled{client: p.newClient(cert), used: time.Now()}
 	if !p.closed {
 		p.clients[cert] = c
 	}
+	p.mu.Unlock()
+	if evicted != nil {
+		evicted.CloseIdleConnections() // outside p.mu: closing a connection untracks it
+	}
 	return c.client
 }
 
-func (p *Pool) evictOldestLocked() {
+func (p *Pool) removeOldestLocked() *http.Client {
 	var oldest *tls.Certificate
 	for k, c := range p.clients {
 		if oldest == nil || c.used.Before(p.clients[oldest].used) {
 			oldest = k
 		}
 	}
-	if oldest != nil {
-		p.clients[oldest].client.CloseIdleConnections()
-		delete(p.clients, oldest)
+	if oldest == nil {
+		return nil
 	}
+	c := p.clients[oldest].client
+	delete(p.clients, oldest)
+	return c
 }
 
 // Evict drops the client of a certificate that was replaced or refused, closing its idle
 // connections.
 func (p *Pool) Evict(cert *tls.Certificate) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c, ok := p.clients[cert]; ok {
+	c, ok := p.clients[cert]
+	delete(p.clients, cert)
+	p.mu.Unlock()
+	if ok {
 		c.client.CloseIdleConnections()
-		delete(p.clients, cert)
 	}
 }
 
-// Close closes every idle connection. The pool stays usable, but no longer caches clients.
+// Close closes every connection the pool opened, busy or idle. Clients handed out before fail
+// from then on; the pool dials no more connections.
 func (p *Pool) Close() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.closed = true
+	clients := make([]*http.Client, 0, len(p.clients)+1)
 	for k, c := range p.clients {
-		c.client.CloseIdleConnections()
+		clients = append(clients, c.client)
 		delete(p.clients, k)
 	}
 	if p.plain != nil {
-		p.plain.CloseIdleConnections()
+		clients = append(clients, p.plain)
 	}
-	p.closed = true
+	conns := make([]*trackedConn, 0, len(p.conns))
+	for c := range p.conns {
+		conns = append(conns, c)
+	}
+	p.mu.Unlock()
+	for _, c := range clients {
+		c.CloseIdleConnections()
+	}
+	for _, c := range conns {
+		_ = c.Close() // takes p.mu to untrack itself
+	}
 }
 
 // Do calls a resource with the token in res: it clones req, sets

@@ -17,6 +17,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -244,5 +245,64 @@ func TestRootsFromTheLiveEnvironment(t *testing.T) {
 	_ = os.WriteFile(junk, []byte("not pem"), 0o600)
 	if _, err := Roots(none, junk); token.CodeOf(err) != token.CodeInvalidArgument {
 		t.Fatalf("ca_file without PEM: %v", err)
+	}
+}
+
+// Close releases every connection, including one whose request is still in flight (which
+// CloseIdleConnections would leave open).
+func TestCloseReleasesBusyConnections(t *testing.T) {
+	serverCA, clientCA := newCA(t), newCA(t)
+	release := make(chan struct{})
+	defer close(release)
+	arrived := make(chan struct{}, 1)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{*serverCA.issue(t, "server", true)},
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCA.pool()}
+	var open atomic.Int32
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.StartTLS()
+	defer srv.Close()
+	p := NewPool(serverCA.pool())
+	cert := clientCA.issue(t, "c", false)
+	done := make(chan error, 1)
+	go func() {
+		resp, err := p.Client(cert).Get(srv.URL)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	<-arrived
+	p.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a request in flight survived Close")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not cut the busy connection")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for open.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if open.Load() != 0 {
+		t.Fatalf("%d server connections still open after Close", open.Load())
+	}
+	if _, err := p.Client(cert).Get(srv.URL); err == nil {
+		t.Fatal("a closed pool dialled a new connection")
 	}
 }
