@@ -56,11 +56,11 @@ func cmdCall(args []string, stdout, stderr io.Writer) int {
 		}
 		req.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
 	}
-	mi, err := ids.client()
+	mi, closer, err := ids.client(ctx)
 	if err != nil {
 		return fail(stderr, err)
 	}
-	defer mi.Close()
+	defer closer.Close()
 	var opts []managedidentity.AcquireOption
 	if !*bearer {
 		opts = append(opts, managedidentity.WithMtlsPoP())

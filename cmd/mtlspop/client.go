@@ -1,16 +1,21 @@
 package main
 
 import (
+	"context"
 	"flag"
+	"io"
 	"time"
 
 	"github.com/mtlspop/mtlspop/core/managedidentity"
+	"github.com/mtlspop/mtlspop/core/tpm"
 )
 
-// identityFlags are the identity selectors shared by token and call.
+// identityFlags are the identity and key flags shared by token and call.
 type identityFlags struct {
 	clientID, resourceID, objectID string
 	timeout                        time.Duration
+	key, tpmDevice, tpmStateDir    string
+	attest                         bool
 }
 
 func (f *identityFlags) register(fs *flag.FlagSet) {
@@ -18,6 +23,10 @@ func (f *identityFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.resourceID, "resource-id", "", "user-assigned identity by Azure resource id")
 	fs.StringVar(&f.objectID, "object-id", "", "user-assigned identity by object id")
 	fs.DurationVar(&f.timeout, "timeout", 60*time.Second, "give up after this long")
+	fs.StringVar(&f.key, "key", "software", "where the binding key lives: software (in memory) or tpm")
+	fs.StringVar(&f.tpmDevice, "tpm-device", "", "with --key tpm: /dev/tpmrm0 (default) or tcp://host:port for swtpm")
+	fs.StringVar(&f.tpmStateDir, "tpm-state-dir", "", "with --key tpm: where key blobs and certificates are kept (default ~/.local/state/mtlspop/tpm)")
+	fs.BoolVar(&f.attest, "attest", false, "attest the binding key (TPM2_Certify) before its certificate is issued")
 }
 
 func (f *identityFlags) id() (managedidentity.ID, error) {
@@ -42,10 +51,52 @@ func (f *identityFlags) id() (managedidentity.ID, error) {
 	return id, nil
 }
 
-func (f *identityFlags) client() (*managedidentity.Client, error) {
+// client builds the managed-identity client the flags describe. The returned closer releases
+// the client and, with --key tpm, the TPM connection.
+func (f *identityFlags) client(ctx context.Context) (*managedidentity.Client, io.Closer, error) {
 	id, err := f.id()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return managedidentity.New(id)
+	var opts []managedidentity.Option
+	var provider *tpm.Provider
+	switch f.key {
+	case "software":
+		if f.tpmDevice != "" || f.tpmStateDir != "" {
+			return nil, nil, usageError("--tpm-device and --tpm-state-dir need --key tpm")
+		}
+	case "tpm":
+		provider, err = tpm.Open(ctx, tpm.Config{Device: f.tpmDevice, StateDir: f.tpmStateDir})
+		if err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, managedidentity.WithKeyProvider(provider))
+	default:
+		return nil, nil, usageError("--key must be software or tpm, not %q", f.key)
+	}
+	if f.attest {
+		opts = append(opts, managedidentity.WithAttestation())
+	}
+	mi, err := managedidentity.New(id, opts...)
+	if err != nil {
+		if provider != nil {
+			_ = provider.Close()
+		}
+		return nil, nil, err
+	}
+	return mi, closers{mi, provider}, nil
+}
+
+// closers closes the client, then the TPM provider it used.
+type closers struct {
+	mi  *managedidentity.Client
+	tpm *tpm.Provider
+}
+
+func (c closers) Close() error {
+	_ = c.mi.Close()
+	if c.tpm != nil {
+		return c.tpm.Close()
+	}
+	return nil
 }

@@ -51,11 +51,13 @@ func cmdToken(args []string, stdout, stderr io.Writer) int {
 	if *resource == "" || fs.NArg() != 0 {
 		return fail(stderr, usageError("token: --resource is required and no positional arguments are taken"))
 	}
-	mi, err := ids.client()
+	ctx, cancel := context.WithTimeout(context.Background(), ids.timeout)
+	defer cancel()
+	mi, closer, err := ids.client(ctx)
 	if err != nil {
 		return fail(stderr, err)
 	}
-	defer mi.Close()
+	defer closer.Close()
 	var opts []managedidentity.AcquireOption
 	if *pop {
 		opts = append(opts, managedidentity.WithMtlsPoP())
@@ -66,8 +68,6 @@ func cmdToken(args []string, stdout, stderr io.Writer) int {
 	if *claims != "" {
 		opts = append(opts, managedidentity.WithClaims(*claims))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), ids.timeout)
-	defer cancel()
 	res, err := mi.AcquireToken(ctx, *resource, opts...)
 	if err != nil {
 		return fail(stderr, err)

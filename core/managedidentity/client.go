@@ -36,18 +36,19 @@ const DefaultTimeout = 60 * time.Second
 // Client acquires tokens for one managed identity. It is safe for concurrent use; create one per
 // identity and reuse it, since it holds the token cache and the binding certificate.
 type Client struct {
-	id         ID
-	idKey      string // id.String(), computed once so the cache-hit path does not allocate
-	source     source
-	sourceName string
-	cfg        config
-	wire       *wire.Client // plain HTTP to managed-identity endpoints
-	pool       *mtls.Pool   // certificate-bound HTTPS clients
-	cache      *cache.Cache
-	bearer     *cache.Part // the Bearer partition of this identity, resolved once
-	bindings   *bindings
-	ownHTTP    bool // the IMDS client was created here, so Close releases its connections
-	closed     atomic.Bool
+	id           ID
+	idKey        string // id.String(), computed once so the cache-hit path does not allocate
+	source       source
+	sourceName   string
+	cfg          config
+	wire         *wire.Client // plain HTTP to managed-identity endpoints
+	pool         *mtls.Pool   // certificate-bound HTTPS clients
+	cache        *cache.Cache
+	bearer       *cache.Part // the Bearer partition of this identity, resolved once
+	bindings     *bindings
+	attestations attestations
+	ownHTTP      bool // the IMDS client was created here, so Close releases its connections
+	closed       atomic.Bool
 }
 
 // New returns a client for the identity. It reads the environment once, here, to find the
@@ -96,6 +97,7 @@ func New(id ID, opts ...Option) (*Client, error) {
 	c.source, c.sourceName = src, src.name()
 	c.wire = &wire.Client{HTTP: c.cfg.http, Sleep: c.cfg.retryWait, Logger: c.cfg.logger, Now: c.cfg.now}
 	c.pool = mtls.NewPool(c.cfg.roots)
+	c.attestations.client.HTTP = c.pool.Client(nil) // trusts the same roots as every HTTPS call
 	c.cache = cache.New(cache.Options{Clock: clock})
 	c.bearer = c.cache.Partition(c.partition(token.TypeBearer, "", ""))
 	c.bindings = newBindings(c.cache, func(b *binding) {

@@ -89,14 +89,30 @@ func (c *Client) imdsV2Query(s *imds, path string) string {
 	return s.base + path + "?" + q.Encode()
 }
 
-// mint obtains a new binding certificate (steps 1–3).
+// slot names the binding key of this identity in the key provider: attested and non-attested
+// keys are kept apart (MSAL.NET's "#att=1" / "#att=0" aliases).
+func (c *Client) slot() string {
+	if c.cfg.attest {
+		return c.idKey + "#att=1"
+	}
+	return c.idKey + "#att=0"
+}
+
+// mint obtains a binding certificate (steps 1–3). A provider whose keys outlive the process (a
+// TPM) may hold a still-valid certificate for its key from an earlier run; that one is reused
+// unless it is the certificate being replaced.
 func (c *Client) mint(ctx context.Context, s *imds, replacing bool) (*binding, error) {
+	slot := c.slot()
+	if !replacing {
+		if b := c.storedBinding(ctx, slot); b != nil {
+			return b, nil
+		}
+	}
 	correlationID := wire.NewGUID()
 	meta, err := c.platformMetadata(ctx, s, correlationID)
 	if err != nil {
 		return nil, annotate(err, sourceIMDSv2, correlationID)
 	}
-	slot := c.idKey + "#att=0"
 	if replacing {
 		if err := c.cfg.keys.Rotate(ctx, slot); err != nil {
 			return nil, err
@@ -106,23 +122,72 @@ func (c *Client) mint(ctx context.Context, s *imds, replacing bool) (*binding, e
 	if err != nil {
 		return nil, err
 	}
+	var attestation string
+	if c.cfg.attest {
+		if attestation, err = c.attestations.token(ctx, meta.AttestationEndpoint, key, c.cfg.now()); err != nil {
+			return nil, annotate(err, sourceIMDSv2, correlationID)
+		}
+	}
 	csr, err := keys.IMDSCSR(key, meta.ClientID, meta.TenantID, meta.CUID)
 	if err != nil {
+		if token.CodeOf(err) != token.CodeInvalidArgument {
+			return nil, annotate(err, sourceIMDSv2, correlationID) // the key could not sign
+		}
 		return nil, &token.Error{Code: token.CodeManagedIdentityRequestFailed, Source: sourceIMDSv2,
 			CorrelationID: correlationID, Message: "getplatformmetadata returned values a CSR cannot carry", Err: err}
 	}
-	cred, err := c.issueCredential(ctx, s, csr, correlationID)
+	cred, err := c.issueCredential(ctx, s, wire.IssueCredentialRequest{CSR: csr, AttestationToken: attestation}, correlationID)
 	if err != nil {
 		return nil, annotate(err, sourceIMDSv2, correlationID)
 	}
+	b, err := c.bind(cred, key)
+	if err != nil {
+		return nil, annotate(err, sourceIMDSv2, correlationID)
+	}
+	if store, ok := c.cfg.keys.(keys.CertificateStore); ok {
+		rec := keys.CertificateRecord{DER: b.cert.Leaf.Raw, ClientID: cred.ClientID, TenantID: cred.TenantID, Endpoint: cred.MTLSAuthenticationEndpoint}
+		if err := store.StoreCertificate(ctx, slot, rec); err != nil {
+			c.log(ctx, "could not persist the binding certificate; the next process will mint again", slog.String("error", err.Error()))
+		}
+	}
+	c.log(ctx, "minted binding certificate", slog.String("x5t#S256", b.thumbprint),
+		slog.Time("not_after", b.cert.Leaf.NotAfter), slog.String("key", string(key.Strength())), slog.Bool("attested", c.cfg.attest))
+	return b, nil
+}
+
+// storedBinding returns the provider's persisted certificate for the slot if it still certifies
+// the slot's key and is inside its reuse window; nil otherwise (then a new one is minted).
+func (c *Client) storedBinding(ctx context.Context, slot string) *binding {
+	store, ok := c.cfg.keys.(keys.CertificateStore)
+	if !ok {
+		return nil
+	}
+	rec, ok, err := store.LoadCertificate(ctx, slot)
+	if err != nil || !ok {
+		return nil
+	}
+	key, err := c.cfg.keys.Key(ctx, slot)
+	if err != nil {
+		return nil
+	}
+	b, err := c.bind(wire.IssuedCredential{ClientID: rec.ClientID, TenantID: rec.TenantID, IdentityType: "persisted",
+		Certificate: base64.StdEncoding.EncodeToString(rec.DER), MTLSAuthenticationEndpoint: rec.Endpoint}, key)
+	if err != nil || c.cfg.now().UnixNano() >= b.renewAt {
+		return nil
+	}
+	c.log(ctx, "reusing the persisted binding certificate", slog.String("x5t#S256", b.thumbprint))
+	return b
+}
+
+// bind pairs an issued certificate with its key and gives it its cache partition.
+func (c *Client) bind(cred wire.IssuedCredential, key keys.Key) (*binding, error) {
 	b, err := newBinding(cred, key, c.cfg.now())
 	if err != nil {
-		return nil, annotate(err, sourceIMDSv2, correlationID)
+		return nil, err
 	}
 	b.partition = c.partition(token.TypeMtlsPoP, b.thumbprint, "")
+	b.partition.Attested = c.cfg.attest
 	b.part = c.cache.Partition(b.partition)
-	c.log(ctx, "minted binding certificate", slog.String("x5t#S256", b.thumbprint),
-		slog.Time("not_after", b.cert.Leaf.NotAfter), slog.String("key", string(key.Strength())))
 	return b, nil
 }
 
@@ -163,9 +228,9 @@ func (c *Client) platformMetadata(ctx context.Context, s *imds, correlationID st
 	return m, nil
 }
 
-func (c *Client) issueCredential(ctx context.Context, s *imds, csr, correlationID string) (wire.IssuedCredential, error) {
+func (c *Client) issueCredential(ctx context.Context, s *imds, r wire.IssueCredentialRequest, correlationID string) (wire.IssuedCredential, error) {
 	endpoint := c.imdsV2Query(s, wire.IssueCredentialPath)
-	body, err := json.Marshal(wire.IssueCredentialRequest{CSR: csr})
+	body, err := json.Marshal(r)
 	if err != nil {
 		return wire.IssuedCredential{}, token.Wrap(token.CodeInternal, err, "encoding issuecredential request")
 	}
@@ -224,14 +289,25 @@ func newBinding(cred wire.IssuedCredential, key keys.Key, now time.Time) (*bindi
 	if strings.ContainsAny(tenant, "/?#") {
 		return nil, token.Errorf(token.CodeManagedIdentityRequestFailed, "tenant_id is not a tenant")
 	}
+	tc := &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}
+	if r, ok := key.(signatureRestricted); ok {
+		// A TPM that cannot sign RSA-PSS with the salt TLS 1.3 requires offers only what it can;
+		// the mTLS clients then stay on TLS 1.2 (mtls.ClientConfig).
+		tc.SupportedSignatureAlgorithms = r.SupportedSignatureAlgorithms()
+	}
 	return &binding{
-		cert:       &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert},
+		cert:       tc,
 		thumbprint: token.ThumbprintDER(der),
 		clientID:   cred.ClientID,
 		tenantID:   tenant,
 		tokenURL:   strings.TrimRight(cred.MTLSAuthenticationEndpoint, "/") + "/" + url.PathEscape(tenant) + stsTokenPath,
 		renewAt:    renewPoint(cert.NotBefore, cert.NotAfter).UnixNano(),
 	}, nil
+}
+
+// signatureRestricted is implemented by keys that sign only some TLS signature schemes.
+type signatureRestricted interface {
+	SupportedSignatureAlgorithms() []tls.SignatureScheme
 }
 
 // tokenLeg is step 4: the token request over mTLS with the binding certificate.

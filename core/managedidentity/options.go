@@ -29,6 +29,7 @@ type config struct {
 	retryWait func(context.Context, time.Duration) error
 	noRetry   bool
 	timeout   time.Duration
+	attest    bool
 	now       func() time.Time // tests move the clock to cross certificate and token lifetimes
 }
 
@@ -46,6 +47,15 @@ func (f clientOption) applyClient(c *config) { f(c) }
 // keys.NewSoftware). A TPM provider makes the key non-exportable.
 func WithKeyProvider(p keys.Provider) Option {
 	return clientOption(func(c *config) { c.keys = p })
+}
+
+// WithAttestation makes every binding key prove, before its certificate is issued, that it lives
+// in a TPM (TPM2_Certify, exchanged at the attestation service IMDS names for an attestation
+// token that goes with the CSR). It needs a key provider whose keys can attest, such as package
+// tpm's. Attestation fails closed: no certificate is minted without it. Attested and
+// non-attested keys, certificates and tokens are kept apart.
+func WithAttestation() Option {
+	return clientOption(func(c *config) { c.attest = true })
 }
 
 // WithHTTPClient sets the client for plain managed-identity endpoints (IMDS). The default has no

@@ -8,6 +8,7 @@ package mtls
 
 import (
 	"context"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -41,7 +42,29 @@ func HookClientConfig(cfg *tls.Config, cert *tls.Certificate) {
 	}
 	if cert != nil {
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+		if needsTLS12(cert) {
+			cfg.MaxVersion = tls.VersionTLS12
+		}
 	}
+}
+
+// needsTLS12 reports whether cert's key is RSA and cannot sign RSA-PSS (a TPM that uses the
+// maximum PSS salt restricts itself to PKCS#1 v1.5): TLS 1.3 allows only PSS for RSA client
+// signatures, so such a certificate can authenticate only over TLS 1.2.
+func needsTLS12(cert *tls.Certificate) bool {
+	if cert.SupportedSignatureAlgorithms == nil || cert.Leaf == nil {
+		return false
+	}
+	if _, ok := cert.Leaf.PublicKey.(*rsa.PublicKey); !ok {
+		return false
+	}
+	for _, s := range cert.SupportedSignatureAlgorithms {
+		switch s {
+		case tls.PSSWithSHA256, tls.PSSWithSHA384, tls.PSSWithSHA512:
+			return false
+		}
+	}
+	return true
 }
 
 // maxPooled bounds the pool: certificates rotate every few days and are evicted when replaced,

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -199,6 +200,26 @@ func TestHookClientConfig(t *testing.T) {
 	HookClientConfig(cfg, cert)
 	if cfg.MinVersion != tls.VersionTLS13 {
 		t.Fatal("HookClientConfig lowered MinVersion")
+	}
+}
+
+func TestRSAKeyWithoutPSSStaysOnTLS12(t *testing.T) {
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	leaf, _ := x509.ParseCertificate(der)
+	cert := &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf,
+		SupportedSignatureAlgorithms: []tls.SignatureScheme{tls.PKCS1WithSHA256}}
+	if ClientConfig(cert, nil).MaxVersion != tls.VersionTLS12 {
+		t.Fatal("an RSA key that cannot sign PSS must stay on TLS 1.2")
+	}
+	cert.SupportedSignatureAlgorithms = append(cert.SupportedSignatureAlgorithms, tls.PSSWithSHA256)
+	if ClientConfig(cert, nil).MaxVersion != 0 {
+		t.Fatal("a key that signs PSS was held back from TLS 1.3")
+	}
+	cert.SupportedSignatureAlgorithms = nil
+	if ClientConfig(cert, nil).MaxVersion != 0 {
+		t.Fatal("an unrestricted key was held back from TLS 1.3")
 	}
 }
 
