@@ -157,6 +157,9 @@ type state struct {
 	expires    int64
 }
 
+// Key returns the partition's key.
+func (p *Part) Key() Partition { return p.key }
+
 // Partition returns the partition for p, creating it if needed.
 func (c *Cache) Partition(p Partition) *Part {
 	if part, ok := (*c.parts.Load())[p]; ok {
@@ -242,6 +245,13 @@ func (p *Part) Get(ctx context.Context, resource string, force bool, fetch Fetch
 	}
 	e.fetch.Store(&fetch)
 	return p.c.group.Do(ctx, e, func(ctx context.Context) (token.Result, error) {
+		if !force {
+			// A caller that missed just before the previous call stored its token, and arrived
+			// just after that call ended, finds the token here instead of fetching again.
+			if r, ok := p.Peek(resource); ok {
+				return r, nil
+			}
+		}
 		r, err := fetch(ctx)
 		if err != nil {
 			return token.Result{}, err

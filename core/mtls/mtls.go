@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -263,9 +264,11 @@ func (p *Pool) Do(ctx context.Context, req *http.Request, res token.Result) (*ht
 }
 
 // IsHandshakeRefusal reports whether err shows the server refusing the TLS session or our
-// certificate: a TLS alert from the peer, or the connection reset during or right after the
-// handshake. These are the failures for which a fresh binding certificate may help. A failure to
-// verify the server's certificate is not one of them.
+// certificate: a TLS alert from the peer, or the connection reset or closed without an answer
+// (how a server that revokes a certificate cuts the connections that presented it). These are
+// the failures for which a fresh binding certificate may help; MSAL.NET re-mints on the same
+// ones (a TLS failure or a connection reset). A failure to verify the server's certificate is
+// not one of them.
 func IsHandshakeRefusal(err error) bool {
 	var verr *tls.CertificateVerificationError
 	if errors.As(err, &verr) {
@@ -279,7 +282,8 @@ func IsHandshakeRefusal(err error) bool {
 	if errors.As(err, &alert) {
 		return true
 	}
-	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // Roots builds a trust pool from the system roots plus the PEM files named by SSL_CERT_FILE and

@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -178,6 +179,9 @@ func TestIsHandshakeRefusal(t *testing.T) {
 	var verr *tls.CertificateVerificationError
 	if !errors.As(err, &verr) || IsHandshakeRefusal(err) {
 		t.Fatalf("an untrusted server is not a refusal of our certificate: %v", err)
+	}
+	if !IsHandshakeRefusal(fmt.Errorf("post: %w", io.ErrUnexpectedEOF)) {
+		t.Fatal("a connection closed without an answer is a refusal")
 	}
 	if IsHandshakeRefusal(errors.New("other")) || IsHandshakeRefusal(nil) {
 		t.Fatal("plain errors are not refusals")
