@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/mtlspop/mtlspop/core/emulator"
+	"github.com/mtlspop/mtlspop/core/keys"
 	"github.com/mtlspop/mtlspop/core/managedidentity"
 	"github.com/mtlspop/mtlspop/core/token"
 )
@@ -57,7 +59,9 @@ func TestParseClientConfigErrors(t *testing.T) {
 		{`{"identity":{"type":"object_id","id":""}}`, "config.identity.id must not be empty"},
 		{`{"identity":{"type":"user","id":"x"}}`, `config.identity.type "user" is not one of`},
 		{`{"identity":{"type":"system","colour":1}}`, `config.identity: unknown key "colour"`},
-		{`{"key":{"provider":"tpm"}}`, `config.key.provider "tpm" is not available in this build`},
+		{`{"key":{"provider":"hsm"}}`, `config.key.provider "hsm" is not one of "software", "tpm"`},
+		{`{"key":{"provider":"software","device":"/dev/tpmrm0"}}`, `config.key.device and config.key.state_dir need "provider": "tpm"`},
+		{`{"key":{"provider":"tpm","attest":"yes"}}`, "config.key.attest must be true or false"},
 		{`{"key":{"kind":"tpm"}}`, `config.key: unknown key "kind"`},
 		{`{"endpoints":{"imds":""}}`, "config.endpoints.imds must not be empty"},
 		{`{"endpoints":{"token":"x"}}`, `config.endpoints: unknown key "token"`},
@@ -71,6 +75,63 @@ func TestParseClientConfigErrors(t *testing.T) {
 	} {
 		_, err := parseClientConfig(tc.config, true)
 		wantArgError(t, err, tc.msg)
+	}
+}
+
+func TestTPMProviderThatCannotOpen(t *testing.T) {
+	_, err := newClient(`{"key":{"provider":"tpm","device":"tcp://127.0.0.1:1","state_dir":"`+t.TempDir()+`"}}`, true)
+	if token.CodeOf(err) != token.CodeTPM {
+		t.Fatalf("err = %v, want %s", err, token.CodeTPM)
+	}
+	tpms.mu.Lock()
+	defer tpms.mu.Unlock()
+	if len(tpms.m) != 0 {
+		t.Fatal("a provider that failed to open was kept")
+	}
+}
+
+// TestSWTPMClientConfig runs the C ABI's TPM configuration against swtpm (ci/tpm.sh starts it and
+// sets MTLSPOP_SWTPM): two clients share one TPM connection, and attestation works end to end.
+func TestSWTPMClientConfig(t *testing.T) {
+	device := os.Getenv("MTLSPOP_SWTPM")
+	if device == "" {
+		t.Skip("MTLSPOP_SWTPM is not set: swtpm tests run from ci/tpm.sh test, which starts swtpm")
+	}
+	emu, err := emulator.Start(emulator.Config{RequireAttestation: true, AttestationTrustAnyAK: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	dir := t.TempDir()
+	config := fmt.Sprintf(`{"mtls_pop":true,"log_level":"off","ca_file":%q,"endpoints":{"imds":%q},
+		"key":{"provider":"tpm","device":%q,"state_dir":%q,"attest":true}}`, emu.Env()["SSL_CERT_FILE"], emu.IMDSURL(), device, dir)
+	a, err := newClient(config, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := newClient(config, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpms.mu.Lock()
+	shared := len(tpms.m) == 1
+	tpms.mu.Unlock()
+	if !shared {
+		t.Fatal("two clients on one TPM opened two connections")
+	}
+	res, err := a.mi.AcquireToken(context.Background(), emu.Config().ResourceID, managedidentity.WithMtlsPoP())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, ok := res.TLSCertificate().PrivateKey.(keys.Key); !ok || k.Strength() != keys.StrengthTPM {
+		t.Fatal("the binding key is not a TPM key")
+	}
+	a.close()
+	b.close()
+	tpms.mu.Lock()
+	defer tpms.mu.Unlock()
+	if len(tpms.m) != 0 {
+		t.Fatal("the TPM connection outlived its last client")
 	}
 }
 

@@ -31,6 +31,7 @@ import (
 // the core client (its cache hit), then, under mu, check that the entry's current C image is of
 // the token returned and take a reference to it. No allocation and one cgo crossing in all.
 type client struct {
+	key     keyConfig // to release a shared TPM provider on close
 	mi      *managedidentity.Client
 	ctx     context.Context // canceled by close: every call of this client derives from it
 	cancel  context.CancelFunc
@@ -88,17 +89,32 @@ func newClient(config string, given bool) (*client, error) {
 	opts := []managedidentity.Option{
 		managedidentity.WithEnv(getenv),
 		managedidentity.WithRootCAs(roots),
-		managedidentity.WithKeyProvider(keys.NewSoftware()),
 		managedidentity.WithTimeout(cfg.timeout),
+	}
+	var provider keys.Provider = keys.NewSoftware()
+	if cfg.key.provider == providerTPM {
+		p, err := acquireTPM(cfg.key.device, cfg.key.stateDir)
+		if err != nil {
+			return nil, err
+		}
+		provider = p
+	}
+	opts = append(opts, managedidentity.WithKeyProvider(provider))
+	if cfg.key.attest {
+		opts = append(opts, managedidentity.WithAttestation())
 	}
 	if cfg.logLevel < levelOff {
 		opts = append(opts, managedidentity.WithLogger(slog.New(newLogHandler(cfg.logLevel))))
 	}
 	mi, err := managedidentity.New(cfg.id, opts...)
 	if err != nil {
+		if cfg.key.provider == providerTPM {
+			releaseTPM(cfg.key.device, cfg.key.stateDir)
+		}
 		return nil, err
 	}
 	cl := &client{
+		key:      cfg.key,
 		mi:       mi,
 		defOpts:  newAcquireOptions(cfg.pop, false, "", 0),
 		timeout:  cfg.timeout,
@@ -142,6 +158,9 @@ func (cl *client) close() {
 	}
 	cl.cancel()
 	_ = cl.mi.Close()
+	if cl.key.provider == providerTPM {
+		releaseTPM(cl.key.device, cl.key.stateDir)
+	}
 	var imgs []image
 	cl.mu.Lock()
 	cl.released = true

@@ -12,6 +12,7 @@ import (
 const (
 	kindManagedIdentity = "managed_identity"
 	providerSoftware    = "software"
+	providerTPM         = "tpm"
 	// imdsEnv is the variable endpoints.imds overrides.
 	imdsEnv = "AZURE_POD_IDENTITY_AUTHORITY_HOST"
 )
@@ -27,11 +28,21 @@ type clientConfig struct {
 	caFile   string
 	timeout  time.Duration
 	logLevel slog.Level
+	key      keyConfig
+}
+
+// keyConfig is config.key: where binding keys live.
+type keyConfig struct {
+	provider string // providerSoftware or providerTPM
+	device   string // tpm: "" = /dev/tpmrm0, or "tcp://host:port"
+	stateDir string // tpm: "" = the provider's default
+	attest   bool
 }
 
 // parseClientConfig reads the configuration JSON; given is false when the caller passed NULL.
 func parseClientConfig(data string, given bool) (clientConfig, error) {
-	cfg := clientConfig{id: managedidentity.SystemAssigned(), timeout: managedidentity.DefaultTimeout, logLevel: slog.LevelInfo}
+	cfg := clientConfig{id: managedidentity.SystemAssigned(), timeout: managedidentity.DefaultTimeout, logLevel: slog.LevelInfo,
+		key: keyConfig{provider: providerSoftware}}
 	if !given {
 		return cfg, nil
 	}
@@ -60,15 +71,8 @@ func parseClientConfig(data string, given bool) (clientConfig, error) {
 	if key, ok, err := o.sub("key"); err != nil {
 		return cfg, err
 	} else if ok {
-		if err := key.allow("provider"); err != nil {
+		if cfg.key, err = parseKey(key); err != nil {
 			return cfg, err
-		}
-		p, ok, err := key.str("provider")
-		if err != nil {
-			return cfg, err
-		}
-		if ok && p != providerSoftware {
-			return cfg, argErrorf("config.key.provider %q is not available in this build (available: %q)", p, providerSoftware)
 		}
 	}
 	if ep, ok, err := o.sub("endpoints"); err != nil {
@@ -97,6 +101,36 @@ func parseClientConfig(data string, given bool) (clientConfig, error) {
 		}
 	}
 	return cfg, nil
+}
+
+func parseKey(o *object) (keyConfig, error) {
+	k := keyConfig{provider: providerSoftware}
+	if err := o.allow("provider", "device", "state_dir", "attest"); err != nil {
+		return k, err
+	}
+	p, ok, err := o.str("provider")
+	if err != nil {
+		return k, err
+	}
+	if ok {
+		k.provider = p
+	}
+	if k.device, _, err = o.nonEmpty("device"); err != nil {
+		return k, err
+	}
+	if k.stateDir, _, err = o.nonEmpty("state_dir"); err != nil {
+		return k, err
+	}
+	if k.attest, _, err = o.boolean("attest"); err != nil {
+		return k, err
+	}
+	switch {
+	case k.provider != providerSoftware && k.provider != providerTPM:
+		return k, argErrorf("config.key.provider %q is not one of %q, %q", k.provider, providerSoftware, providerTPM)
+	case k.provider == providerSoftware && (k.device != "" || k.stateDir != ""):
+		return k, argErrorf("config.key.device and config.key.state_dir need \"provider\": \"tpm\"")
+	}
+	return k, nil
 }
 
 func parseIdentity(o *object) (managedidentity.ID, error) {

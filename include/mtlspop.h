@@ -165,9 +165,16 @@ int mtlspop_error_free(mtlspop_error *err);
  *                 | {"type": "client_id"   | "resource_id" | "object_id", "id": "..."},
  *     "mtls_pop":   false,                         default token type of acquisitions:
  *                                                  true = mtls_pop (IMDSv2), false = Bearer
- *     "key":        {"provider": "software"},      where binding keys live; "software" (in
- *                                                  memory, RSA-2048) is the only provider in this
- *                                                  build, others are refused
+ *     "key":        {"provider": "software"}       where binding keys live: "software" (default,
+ *                 | {"provider": "tpm",            in memory, RSA-2048) or "tpm": non-exportable
+ *                    "device": "/dev/tpmrm0",      keys in a TPM 2.0 ("/dev/tpmrm0" by default, or
+ *                    "state_dir": "...",           "tcp://host:port" for swtpm); state_dir keeps
+ *                    "attest": false},             the key blobs and certificates (default
+ *                                                  ~/.local/state/mtlspop/tpm); attest: true makes
+ *                                                  the key prove it lives in the TPM before its
+ *                                                  certificate is issued (fails closed). Clients
+ *                                                  naming the same device and state_dir share one
+ *                                                  TPM connection.
  *     "endpoints":  {"imds": "http://host:port"},  overrides AZURE_POD_IDENTITY_AUTHORITY_HOST
  *     "ca_file":    "/path/ca.pem",                extra trust anchors (PEM), added to the system
  *                                                  roots and SSL_CERT_FILE / SSL_CERT_DIR

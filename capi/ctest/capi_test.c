@@ -306,8 +306,8 @@ static void test_config_errors(void) {
     expect_config_error("{\"identity\":{\"type\":\"client_id\",\"id\":\"\"}}", MTLSPOP_E_INVALID_ARG, A, "must not be empty");
     expect_config_error("{\"identity\":{\"type\":\"principal\",\"id\":\"x\"}}", MTLSPOP_E_INVALID_ARG, A, "config.identity.type");
     expect_config_error("{\"identity\":{\"type\":\"system\",\"id\":\"x\"}}", MTLSPOP_E_INVALID_ARG, A, "must be absent");
-    expect_config_error("{\"key\":{\"provider\":\"tpm\"}}", MTLSPOP_E_INVALID_ARG, A,
-                        "config.key.provider \"tpm\" is not available");
+    expect_config_error("{\"key\":{\"provider\":\"hsm\"}}", MTLSPOP_E_INVALID_ARG, A,
+                        "config.key.provider \"hsm\" is not one of");
     expect_config_error("{\"log_level\":\"verbose\"}", MTLSPOP_E_INVALID_ARG, A, "config.log_level");
     expect_config_error("{\"endpoints\":{\"imds\":\"ftp://x\"}}", MTLSPOP_E_INVALID_ARG,
                         "invalid_managed_identity_endpoint", NULL);
