@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -15,10 +17,21 @@ import (
 
 // emulatorInfo is the one line of JSON `mtlspop emulator` prints once it is ready.
 type emulatorInfo struct {
+	Source     string            `json:"source"`
 	Env        map[string]string `json:"env"`
 	URLs       map[string]string `json:"urls"`
 	TenantID   string            `json:"tenant_id"`
 	Identities identitiesJSON    `json:"identities"`
+	// ServiceFabric: the endpoint's self-signed certificate, for clients that trust it instead
+	// of pinning its thumbprint (msal-node: NODE_EXTRA_CA_CERTS).
+	ServiceFabric *serviceFabricJSON `json:"service_fabric,omitempty"`
+	// ArcKeyDirectory is where the emulated Azure Arc agent writes its key files.
+	ArcKeyDirectory string `json:"arc_key_directory,omitempty"`
+}
+
+type serviceFabricJSON struct {
+	Thumbprint     string `json:"thumbprint"`
+	CertificatePEM string `json:"certificate_pem"`
 }
 
 type identityJSON struct {
@@ -35,7 +48,8 @@ type identitiesJSON struct {
 func describe(e *emulator.Emulator) emulatorInfo {
 	cfg := e.Config()
 	info := emulatorInfo{
-		Env: e.Env(),
+		Source: string(e.Source()),
+		Env:    e.Env(),
 		URLs: map[string]string{
 			"imds":        e.IMDSURL(),
 			"mtlsauth":    e.MTLSAuthURL(),
@@ -50,6 +64,13 @@ func describe(e *emulator.Emulator) emulatorInfo {
 			ClientID: cfg.SystemAssigned.ClientID, ObjectID: cfg.SystemAssigned.ObjectID, ResourceID: cfg.SystemAssigned.ResourceID,
 		}},
 	}
+	if u := e.SourceURL(); u != "" {
+		info.URLs["source"] = u
+	}
+	if tp := e.ServiceFabricThumbprint(); tp != "" {
+		info.ServiceFabric = &serviceFabricJSON{Thumbprint: tp, CertificatePEM: string(e.ServiceFabricCertificatePEM())}
+	}
+	info.ArcKeyDirectory = e.ArcKeyDirectory()
 	for _, u := range cfg.UserAssigned {
 		info.Identities.UserAssigned = append(info.Identities.UserAssigned, identityJSON{ClientID: u.ClientID, ObjectID: u.ObjectID, ResourceID: u.ResourceID})
 	}
@@ -60,7 +81,10 @@ func cmdEmulator(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("emulator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:0", "IMDS listen address")
-	source := fs.String("source", "imds", "managed-identity source to emulate")
+	source := fs.String("source", "imds", "managed-identity source to emulate: "+sourceNames())
+	sourceAddr := fs.String("source-addr", "127.0.0.1:0", "listen address of the source's endpoint (not imds; Arc's usual one is 127.0.0.1:40342)")
+	arcKeyDir := fs.String("arc-key-dir", "", "directory the emulated Arc agent writes its key files to (default: a temporary one; clients accept only /var/opt/azcmagent/tokens)")
+	arcOld := fs.Bool("arc-ignore-user-assigned", false, "emulate an Arc agent that ignores user-assigned selectors")
 	certLifetime := fs.Duration("cert-lifetime", 0, "binding certificate lifetime (default 7 days)")
 	tokenLifetime := fs.Duration("token-lifetime", 0, "access token lifetime (default 24 h)")
 	requirePoP := fs.Bool("require-pop", false, "the sample resource refuses unbound Bearer tokens")
@@ -68,12 +92,17 @@ func cmdEmulator(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *source != "imds" {
-		return fail(stderr, usageError("emulator: unknown --source %q (this build emulates: imds)", *source))
+	if !slices.Contains(emulator.Sources(), emulator.Source(*source)) {
+		return fail(stderr, usageError("emulator: unknown --source %q (one of: %s)", *source, sourceNames()))
+	}
+	if *arcKeyDir != "" && *source != string(emulator.SourceAzureArc) {
+		return fail(stderr, usageError("emulator: --arc-key-dir is for --source arc"))
 	}
 	emu, err := emulator.Start(emulator.Config{
 		Addr: *addr, CertLifetime: *certLifetime, TokenLifetime: *tokenLifetime,
 		ResourceRequirePoP: *requirePoP, DisableIMDSv2: *v1Only,
+		Source: emulator.Source(*source), SourceAddr: *sourceAddr,
+		ArcKeyDirectory: *arcKeyDir, ArcIgnoreUserAssigned: *arcOld,
 	})
 	if err != nil {
 		return fail(stderr, err)
@@ -102,6 +131,14 @@ func cmdEmulator(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case <-time.After(5 * time.Second):
 	}
 	return 0
+}
+
+func sourceNames() string {
+	var names []string
+	for _, s := range emulator.Sources() {
+		names = append(names, string(s))
+	}
+	return strings.Join(names, "|")
 }
 
 // watchable reports whether closing stdin is a meaningful stop signal. A background job

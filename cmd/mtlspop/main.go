@@ -3,7 +3,8 @@
 //
 //	mtlspop token --resource R [--mtls-pop] [--client-id|--resource-id|--object-id ID]
 //	mtlspop call URL [--resource R] [--bearer] [-X METHOD] [-H 'Name: value'] [-d BODY]
-//	mtlspop emulator [--addr 127.0.0.1:0]
+//	mtlspop emulator [--addr 127.0.0.1:0] [--source imds|appservice|arc|cloudshell|servicefabric|machinelearning]
+//	mtlspop source [--probe] [--client-id|--resource-id|--object-id ID]
 //	mtlspop demo
 //	mtlspop version
 package main
@@ -24,7 +25,8 @@ const usage = `usage: mtlspop <command> [flags]
 commands:
   token     acquire an access token and print it as JSON
   call      call a resource over mTLS with a freshly bound token
-  emulator  run the local identity-platform emulator
+  emulator  run the local identity-platform emulator (--source picks the managed-identity source)
+  source    print the managed-identity source this environment selects (--probe: what it offers)
   demo      walk through the mTLS PoP flow against an in-process emulator
   version   print the version
 
@@ -47,6 +49,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdCall(args[1:], stdout, stderr)
 	case "emulator":
 		return cmdEmulator(args[1:], stdin, stdout, stderr)
+	case "source":
+		return cmdSource(args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(args[1:], stdout, stderr)
 	case "version", "--version":

@@ -109,6 +109,23 @@ type Config struct {
 	// nil discards them.
 	Logger *slog.Logger
 
+	// Managed-identity sources other than IMDS (source.go and one file per source).
+
+	// Source is the managed-identity source to stand in for: "" or SourceIMDS for IMDS alone;
+	// any other adds that source's endpoint on a listener of its own, and Env announces it
+	// instead of IMDS. IMDS, the token host, the login host and the resource run in every case.
+	Source Source
+	// SourceAddr is the listen address of the source's endpoint. Default "127.0.0.1:0".
+	SourceAddr string
+	// ArcKeyDirectory is where the Azure Arc agent writes the key files its challenges name.
+	// Default: a temporary directory, removed by Close. Clients accept only the platform's
+	// directory (/var/opt/azcmagent/tokens on Linux) unless a Go option tells them otherwise, so
+	// unmodified clients need this set to that directory (which needs root).
+	ArcKeyDirectory string
+	// ArcIgnoreUserAssigned makes the Azure Arc agent an old one: it ignores identity selectors
+	// and answers for the system-assigned identity, echoing none.
+	ArcIgnoreUserAssigned bool
+
 	// Key attestation (attest.go). The attestation service always runs; these settings decide
 	// which attestation keys it trusts and whether issuecredential insists on its tokens.
 
@@ -167,6 +184,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if err := c.checkSource(); err != nil { // source.go
+		return c, err
+	}
 
 	if c.TokenLifetime < 0 {
 		return c, errors.New("emulator: TokenLifetime must not be negative")
@@ -212,6 +232,7 @@ type Emulator struct {
 	verifier                        *pop.Verifier
 	keySet                          pop.KeySet
 	att                             attestations // attest.go
+	src                             sourceState  // source.go
 
 	done     chan struct{} // closed by Close: ends injected delays
 	serving  sync.WaitGroup
@@ -325,6 +346,9 @@ func Start(cfg Config) (_ *Emulator, err error) {
 	if e.resource, err = listen("127.0.0.1:0", true); err != nil {
 		return nil, err
 	}
+	if e.src.srv, err = e.listenSource(listen); err != nil { // source.go
+		return nil, err
+	}
 
 	e.verifier = &pop.Verifier{
 		Keys:         e.keySet,
@@ -349,10 +373,11 @@ func Start(cfg Config) (_ *Emulator, err error) {
 			s.srv.TLSConfig = e.ca.serverTLSConfig(*tc)
 		}
 	}
-	newServer(e.imds, e.imdsHandler(), nil)
+	newServer(e.imds, trailingSlash(e.imdsHandler()), nil) // source.go: as IMDS, accept msal-node's URLs
 	newServer(e.mtlsauth, e.stsHandler(), &tlsPolicy{clientAuth: clientCertBinding})
 	newServer(e.login, e.withAttestation(e.loginHandler()), &tlsPolicy{clientAuth: clientCertNone}) // attest.go
 	newServer(e.resource, e.resourceHandler(), &tlsPolicy{clientAuth: clientCertAny})
+	e.serveSource(newServer) // source.go
 
 	for _, s := range started {
 		e.serving.Add(1)
@@ -389,13 +414,14 @@ func (e *Emulator) Close() error {
 		close(e.done)
 
 		var errs []error
-		for _, s := range []*server{e.imds, e.mtlsauth, e.login, e.resource} {
+		for _, s := range append([]*server{e.imds, e.mtlsauth, e.login, e.resource}, e.sourceServers()...) {
 			if err := s.srv.Close(); err != nil {
 				errs = append(errs, err)
 			}
 		}
 		e.serving.Wait()
 		e.inflight.Wait()
+		errs = append(errs, e.closeSource()) // source.go: Arc key files
 		if dir != "" {
 			if err := os.RemoveAll(dir); err != nil {
 				errs = append(errs, err)
@@ -460,12 +486,13 @@ func (e *Emulator) BindingCACertificate() *x509.Certificate { return e.ca.bindin
 // Keys returns the emulator's token-signing public keys, for a pop.Verifier.
 func (e *Emulator) Keys() pop.KeySet { return e.keySet }
 
-// Env returns what a client process needs to use the emulator: AZURE_POD_IDENTITY_AUTHORITY_HOST
-// (the IMDS URL) and SSL_CERT_FILE (the server CA, written to a temporary directory on the first
+// Env returns what a client process needs to use the emulator: the variables that announce its
+// source (for IMDS, AZURE_POD_IDENTITY_AUTHORITY_HOST, the IMDS URL; for the others, see Source)
+// and SSL_CERT_FILE (the server CA, written to a temporary directory on the first
 // call and removed by Close). If the file cannot be written, or the emulator is closed,
 // SSL_CERT_FILE is left out and the failure is logged.
 func (e *Emulator) Env() map[string]string {
-	env := map[string]string{"AZURE_POD_IDENTITY_AUTHORITY_HOST": e.IMDSURL()}
+	env := e.sourceEnv() // source.go: the variables that announce the emulated source
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {

@@ -49,6 +49,7 @@ type Client struct {
 	attestations attestations
 	ownHTTP      bool // the IMDS client was created here, so Close releases its connections
 	closed       atomic.Bool
+	caps         atomic.Pointer[Capabilities] // a host Capabilities found (capabilities.go)
 }
 
 // New returns a client for the identity. It reads the environment once, here, to find the

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/mtlspop/mtlspop/core/internal/wire"
 	"github.com/mtlspop/mtlspop/core/token"
@@ -41,39 +40,17 @@ func (s *imds) bearer(ctx context.Context, c *Client, resource, claims string) (
 		q.Set(name, value)
 	}
 	endpoint := s.base + wire.IMDSTokenPath + "?" + q.Encode()
-	correlationID := wire.NewGUID()
-	resp, err := c.wire.Do(ctx, c.policy(wire.IMDS), func(ctx context.Context) (*http.Request, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Metadata", "true")
-		clientHeaders(req.Header, correlationID)
-		return req, nil
-	})
-	if err != nil {
-		return token.Result{}, miTransportError(err, "imds", correlationID)
-	}
-	if resp.Status != http.StatusOK {
-		e := wire.StatusError(token.CodeManagedIdentityRequestFailed, "imds", "IMDS token request", resp)
-		if e.CorrelationID == "" {
-			e.CorrelationID = correlationID
-		}
-		return token.Result{}, e
-	}
-	return miResult(resp.Body, c.cfg.now(), "imds", correlationID)
-}
-
-// miResult turns a managed-identity token response into a Bearer Result.
-func miResult(body []byte, now time.Time, source, correlationID string) (token.Result, error) {
-	t, err := wire.ParseToken(body, now, wire.FromManagedIdentity)
-	if err == nil {
-		t.TokenType, err = wire.CheckTokenType(false, t.TokenType)
-	}
-	if err != nil {
-		return token.Result{}, annotate(err, source, correlationID)
-	}
-	return token.Result{AccessToken: t.AccessToken, TokenType: t.TokenType, ExpiresOn: t.ExpiresOn, RefreshOn: t.RefreshOn}, nil
+	_, r, err := miCall{source: s.name(), what: "IMDS token request", policy: &wire.IMDS,
+		newReq: func(ctx context.Context, correlationID string) (*http.Request, error) {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+			if err != nil {
+				return nil, err
+			}
+			req.Header.Set("Metadata", "true")
+			clientHeaders(req.Header, correlationID)
+			return req, nil
+		}}.token(ctx, c)
+	return r, err
 }
 
 // miTransportError maps a failure to reach a managed-identity endpoint to MSAL's code.

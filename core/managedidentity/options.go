@@ -31,6 +31,7 @@ type config struct {
 	timeout   time.Duration
 	attest    bool
 	now       func() time.Time // tests move the clock to cross certificate and token lifetimes
+	sources   sourceConfig     // per-source settings (options_sources.go)
 }
 
 type acquireConfig struct {
