@@ -80,6 +80,23 @@ bench() {
   (cd bench && go run ./cmd/report "$dir")
 }
 
+# demo runs the walkthrough; when swtpm is installed it also shows the TPM path on a throw-away
+# swtpm (ci/tpm.sh test installs it), otherwise on /dev/tpmrm0 if this machine has one.
+demo() {
+  if ! command -v swtpm >/dev/null 2>&1; then
+    "$out/mtlspop" demo
+    return
+  fi
+  local dir port=2331
+  dir=$(mktemp -d)
+  swtpm socket --tpm2 --tpmstate dir="$dir" --server type=tcp,port=$port,bindaddr=127.0.0.1 \
+    --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 --flags not-need-init,startup-clear &
+  local pid=$!
+  trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' RETURN
+  for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  "$out/mtlspop" demo --tpm-device "tcp://127.0.0.1:$port"
+}
+
 cmd=${1:-build}
 case "$cmd" in
   build) build ;;
@@ -87,7 +104,7 @@ case "$cmd" in
     build; check_format; test_go
     for s in "${surfaces[@]}"; do surface "$s" test; done
     log "all tests passed" ;;
-  demo) build; "$out/mtlspop" demo ;;
+  demo) build; demo ;;
   bench) build; bench ;;
   *) echo "usage: $0 [build|test|demo|bench]" >&2; exit 2 ;;
 esac

@@ -3,7 +3,10 @@
 #
 #   ci/tpm.sh build   the TPM packages build without cgo (the simulator is for tests only)
 #   ci/tpm.sh test    install swtpm if missing, start it on loopback TCP with an EK certificate
-#                     from a throw-away local CA, run the swtpm integration tests, stop it
+#                     from a throw-away local CA, run the swtpm integration tests and the CLI's
+#                     attested IMDSv2 flow, stop it
+#   ci/tpm.sh bench   nothing of its own: the TPM command counts come from the Go benchmarks on
+#                     the simulator (BenchmarkTPMPoPCacheHit), which ./build.sh bench runs
 #
 # The simulator-based tests run with every other Go test (go test ./...); these are the ones
 # that need a TPM in another process, reached the way /dev/tpmrm0 is: over a byte stream.
@@ -108,7 +111,42 @@ CONF
 
   # swtpm serves one connection at a time: packages run one after the other (-p 1).
   MTLSPOP_SWTPM="tcp://127.0.0.1:$port" MTLSPOP_SWTPM_EK_ROOTS="$ekroots" \
-    go test -race -count=1 -p 1 -v -run SWTPM ./core/tpm/ ./core/attest/
+    go test -race -count=1 -p 1 -v -run SWTPM ./core/tpm/ ./core/attest/ ./capi/
+
+  cli_flow "$dir" "tcp://127.0.0.1:$port" "$ekroots"
+}
+
+# cli_flow is the issue's "done when": build/mtlspop token --mtls-pop --key tpm --attest against
+# an emulator that requires attestation returns a PoP token whose binding certificate's key is
+# the TPM key (binding_key "tpm"; the emulator issued the certificate only for the attested key),
+# bound to that certificate (cnf), and a second process reuses the persisted key and certificate.
+cli_flow() {
+  local dir=$1 device=$2 ekroots=$3 trust emu_pid
+  if [ -n "$ekroots" ]; then trust=(--attestation-ek-roots "$ekroots"); else trust=(--attestation-trust-any-ak); fi
+  [ -x build/mtlspop ] || go build -o build/mtlspop ./cmd/mtlspop
+  build/mtlspop emulator --require-attestation "${trust[@]}" >"$dir/emu.json" </dev/null &
+  emu_pid=$!
+  for _ in $(seq 1 100); do [ -s "$dir/emu.json" ] && break; sleep 0.1; done
+  local env
+  env=$(python3 -c 'import json,sys;print(" ".join(k+"="+v for k,v in json.load(open(sys.argv[1]))["env"].items()))' "$dir/emu.json")
+  local args=(token --resource api://mtlspop-emulator --mtls-pop --key tpm --tpm-device "$device" --tpm-state-dir "$dir/keys" --attest)
+  echo "ci/tpm.sh: build/mtlspop ${args[*]}"
+  env $env build/mtlspop "${args[@]}" >"$dir/tok1.json"
+  env $env build/mtlspop "${args[@]}" --force-refresh >"$dir/tok2.json"
+  kill "$emu_pid" 2>/dev/null || true
+  wait "$emu_pid" 2>/dev/null || true
+  python3 - "$dir/tok1.json" "$dir/tok2.json" <<'PY'
+import base64, hashlib, json, ssl, sys
+t1, t2 = (json.load(open(p)) for p in sys.argv[1:3])
+assert t1["token_type"] == "mtls_pop", t1["token_type"]
+assert t1["binding_key"] == "tpm", t1["binding_key"]
+payload = t1["access_token"].split(".")[1]
+cnf = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["cnf"]["x5t#S256"]
+der = ssl.PEM_cert_to_DER_cert(t1["binding_certificate_pem"])
+assert cnf == base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode(), "cnf does not match the certificate"
+assert t2["binding_certificate_thumbprint"] == t1["binding_certificate_thumbprint"], "a second process did not reuse the TPM key and certificate"
+print("ci/tpm.sh: attested TPM PoP token through the CLI: ok (cnf matches, key in the TPM, reused by a second process)")
+PY
 }
 
 case "$step" in
@@ -117,5 +155,6 @@ case "$step" in
     CGO_ENABLED=0 go build ./core/tpm/ ./core/attest/
     ;;
   test) test_swtpm ;;
-  *) echo "usage: $0 build|test" >&2; exit 2 ;;
+  bench) ;;
+  *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac

@@ -219,3 +219,19 @@ func TestCLIErrors(t *testing.T) {
 		t.Errorf("unknown command exit %d", exit)
 	}
 }
+
+func TestDemoRunsEveryStep(t *testing.T) {
+	cmd := exec.Command(binary, "demo", "--tpm-device", "")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "All steps behaved as expected.") || !strings.Contains(string(out), "HTTP 401") {
+		t.Fatalf("demo: %v\n%s", err, out)
+	}
+}
+
+func TestEmulatorAttestationFlags(t *testing.T) {
+	cmd := exec.Command(binary, "emulator", "--require-attestation")
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "needs --attestation-ek-roots") {
+		t.Fatalf("require-attestation without trust: %v %s", err, out)
+	}
+}

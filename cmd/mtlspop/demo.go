@@ -15,12 +15,17 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/google/go-tpm/tpm2"
+
 	"github.com/mtlspop/mtlspop/core/emulator"
+	"github.com/mtlspop/mtlspop/core/keys"
 	"github.com/mtlspop/mtlspop/core/managedidentity"
 	"github.com/mtlspop/mtlspop/core/token"
+	"github.com/mtlspop/mtlspop/core/tpm"
 )
 
 // cmdDemo runs the whole mTLS PoP flow against an in-process emulator and explains each step.
@@ -28,10 +33,16 @@ import (
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	device := fs.String("tpm-device", "", "TPM for the TPM step: /dev/tpmrm0 (used when present) or tcp://host:port for swtpm")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	d := &demo{out: stdout}
+	if *device == "" {
+		if _, err := os.Stat(tpm.DefaultDevice); err == nil {
+			*device = tpm.DefaultDevice
+		}
+	}
+	d := &demo{out: stdout, tpmDevice: *device}
 	if err := d.run(); err != nil {
 		fmt.Fprintf(stdout, "\nDEMO FAILED: %v\n", err)
 		return 1
@@ -41,8 +52,9 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 }
 
 type demo struct {
-	out  io.Writer
-	step int
+	out       io.Writer
+	step      int
+	tpmDevice string
 }
 
 func (d *demo) say(format string, args ...any) {
@@ -149,7 +161,82 @@ func (d *demo) run() error {
 	if status != http.StatusUnauthorized {
 		return fmt.Errorf("the resource answered %d to a token on the wrong certificate, want 401", status)
 	}
+	return d.runTPM(ctx)
+}
+
+// runTPM shows the binding key in a TPM, attested before its certificate is issued.
+func (d *demo) runTPM(ctx context.Context) error {
+	if d.tpmDevice == "" {
+		d.say("TPM: skipped — no %s here. With swtpm: mtlspop demo --tpm-device tcp://127.0.0.1:2321", tpm.DefaultDevice)
+		return nil
+	}
+	d.say("TPM: a binding key generated in the TPM at %s, which cannot leave it, attested.", d.tpmDevice)
+	stateDir, err := os.MkdirTemp("", "mtlspop-demo-tpm")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stateDir)
+	p, err := tpm.Open(ctx, tpm.Config{Device: d.tpmDevice, StateDir: stateDir})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	probe, err := p.TPMKey(ctx, "demo-attestation-identity")
+	if err != nil {
+		return err
+	}
+	ak, err := probe.AttestationIdentity(ctx)
+	if err != nil {
+		return err
+	}
+	emu, err := emulator.Start(emulator.Config{RequireAttestation: true, AttestationTrustedAKs: [][]byte{ak.AKPublic}})
+	if err != nil {
+		return err
+	}
+	defer emu.Close()
+	env := emu.Env()
+	d.detail("this emulator's IMDS issues certificates only for keys its attestation service has verified")
+	mi, err := managedidentity.New(managedidentity.SystemAssigned(),
+		managedidentity.WithEnv(func(k string) string { return env[k] }), managedidentity.WithRootCAs(emu.RootCAs()),
+		managedidentity.WithKeyProvider(p), managedidentity.WithAttestation())
+	if err != nil {
+		return err
+	}
+	defer mi.Close()
+	start := time.Now()
+	res, err := mi.AcquireToken(ctx, emu.Config().ResourceID, managedidentity.WithMtlsPoP())
+	if err != nil {
+		return err
+	}
+	d.detail("TPM2_Certify → attestation token → CSR signed in the TPM → certificate → token: %v", time.Since(start).Round(time.Millisecond))
+	if err := d.showBinding(res, emu.Config().SystemAssigned.ClientID); err != nil {
+		return err
+	}
+	if k, ok := res.TLSCertificate().PrivateKey.(keys.Key); !ok || k.Strength() != keys.StrengthTPM {
+		return fmt.Errorf("the binding key is not in the TPM")
+	}
+	before := total(p.Commands())
+	if _, err := mi.AcquireToken(ctx, emu.Config().ResourceID, managedidentity.WithMtlsPoP()); err != nil {
+		return err
+	}
+	d.detail("a cached acquisition sent %d commands to the TPM", total(p.Commands())-before)
+	status, body, err := d.call(ctx, mi, emu.ResourceURL(), res)
+	if err != nil {
+		return err
+	}
+	d.detail("the resource, over mTLS signed by the TPM: HTTP %d %s", status, body)
+	if status != http.StatusOK {
+		return fmt.Errorf("the resource answered %d, want 200", status)
+	}
 	return nil
+}
+
+func total(m map[tpm2.TPMCC]uint64) uint64 {
+	var n uint64
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 // showBinding prints the binding certificate and checks that the token's cnf names it.
@@ -169,7 +256,11 @@ func (d *demo) showBinding(res token.Result, clientID string) error {
 	if cnf != token.Thumbprint(cert) || cert.Subject.CommonName != clientID {
 		return fmt.Errorf("the token is not bound to the binding certificate")
 	}
-	d.detail("they match: the token is bound to this certificate, whose key never left the process")
+	where := "the process"
+	if k, ok := res.TLSCertificate().PrivateKey.(keys.Key); ok && k.Strength() == keys.StrengthTPM {
+		where = "the TPM"
+	}
+	d.detail("they match: the token is bound to this certificate, whose key never left %s", where)
 	return nil
 }
 

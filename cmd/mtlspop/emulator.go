@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"io"
@@ -89,8 +90,16 @@ func cmdEmulator(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	tokenLifetime := fs.Duration("token-lifetime", 0, "access token lifetime (default 24 h)")
 	requirePoP := fs.Bool("require-pop", false, "the sample resource refuses unbound Bearer tokens")
 	v1Only := fs.Bool("imds-v1-only", false, "behave as a host without IMDSv2 (no mTLS PoP)")
+	requireAtt := fs.Bool("require-attestation", false, "issuecredential refuses CSRs without a valid attestation token for their key")
+	ekRoots := fs.String("attestation-ek-roots", "", "PEM file of TPM manufacturer CAs: trust attestation keys of TPMs whose EK certificate chains to them")
+	akFile := fs.String("attestation-trusted-ak", "", "file holding a trusted attestation key's public area (TPMT_PUBLIC)")
+	anyAK := fs.Bool("attestation-trust-any-ak", false, "trust any attestation key that passes the other checks (labs and demos)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	att, err := attestationConfig(*requireAtt, *ekRoots, *akFile, *anyAK)
+	if err != nil {
+		return fail(stderr, err)
 	}
 	if !slices.Contains(emulator.Sources(), emulator.Source(*source)) {
 		return fail(stderr, usageError("emulator: unknown --source %q (one of: %s)", *source, sourceNames()))
@@ -103,6 +112,8 @@ func cmdEmulator(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		ResourceRequirePoP: *requirePoP, DisableIMDSv2: *v1Only,
 		Source: emulator.Source(*source), SourceAddr: *sourceAddr,
 		ArcKeyDirectory: *arcKeyDir, ArcIgnoreUserAssigned: *arcOld,
+		RequireAttestation: att.RequireAttestation, AttestationEKRoots: att.AttestationEKRoots,
+		AttestationTrustedAKs: att.AttestationTrustedAKs, AttestationTrustAnyAK: att.AttestationTrustAnyAK,
 	})
 	if err != nil {
 		return fail(stderr, err)
@@ -157,4 +168,31 @@ func watchable(stdin io.Reader) bool {
 		return false
 	}
 	return true
+}
+
+// attestationConfig turns the attestation flags into emulator settings. Requiring attestation
+// needs a way to trust attestation keys.
+func attestationConfig(require bool, ekRootsFile, akFile string, anyAK bool) (emulator.Config, error) {
+	cfg := emulator.Config{RequireAttestation: require, AttestationTrustAnyAK: anyAK}
+	if ekRootsFile != "" {
+		pem, err := os.ReadFile(ekRootsFile)
+		if err != nil {
+			return cfg, usageError("emulator: --attestation-ek-roots: %v", err)
+		}
+		cfg.AttestationEKRoots = x509.NewCertPool()
+		if !cfg.AttestationEKRoots.AppendCertsFromPEM(pem) {
+			return cfg, usageError("emulator: --attestation-ek-roots: no PEM certificate in %s", ekRootsFile)
+		}
+	}
+	if akFile != "" {
+		ak, err := os.ReadFile(akFile)
+		if err != nil {
+			return cfg, usageError("emulator: --attestation-trusted-ak: %v", err)
+		}
+		cfg.AttestationTrustedAKs = [][]byte{ak}
+	}
+	if require && !anyAK && ekRootsFile == "" && akFile == "" {
+		return cfg, usageError("emulator: --require-attestation needs --attestation-ek-roots, --attestation-trusted-ak or --attestation-trust-any-ak")
+	}
+	return cfg, nil
 }

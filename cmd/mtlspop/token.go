@@ -7,6 +7,7 @@ import (
 	"flag"
 	"io"
 
+	"github.com/mtlspop/mtlspop/core/keys"
 	"github.com/mtlspop/mtlspop/core/managedidentity"
 	"github.com/mtlspop/mtlspop/core/token"
 )
@@ -20,6 +21,7 @@ type tokenJSON struct {
 	TokenSource           string  `json:"token_source"`
 	BindingCertificatePEM *string `json:"binding_certificate_pem"`
 	Thumbprint            *string `json:"binding_certificate_thumbprint"`
+	BindingKey            *string `json:"binding_key"` // "software" or "tpm": where the binding key lives
 }
 
 func resultJSON(r token.Result) tokenJSON {
@@ -32,6 +34,10 @@ func resultJSON(r token.Result) tokenJSON {
 		p := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.BindingCertificate.Raw}))
 		t := r.Thumbprint()
 		out.BindingCertificatePEM, out.Thumbprint = &p, &t
+		if k, ok := r.TLSCertificate().PrivateKey.(keys.Key); ok {
+			strength := string(k.Strength())
+			out.BindingKey = &strength
+		}
 	}
 	return out
 }

@@ -191,3 +191,49 @@ func TestTPMKeyAndCertificateSurviveARestart(t *testing.T) {
 		t.Fatalf("the reloaded key could not call the resource: %d", status)
 	}
 }
+
+// BenchmarkTPMPoPCacheHit is AcquireToken on a cached PoP token whose key is in the TPM
+// (simulator). It reports the TPM commands a cache hit costs (0: the hot path never touches the
+// TPM) and the TPM2_Sign commands a new mTLS connection to the resource costs (1).
+func BenchmarkTPMPoPCacheHit(b *testing.B) {
+	sim, err := simulator.OpenSimulator()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sim.Close()
+	counter := tpm.NewCountingTransport(sim)
+	p, err := tpm.Open(context.Background(), tpm.Config{Transport: counter, StateDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	emu := startEmulator(b, emulator.Config{})
+	ctx, resource := context.Background(), emu.Config().ResourceID
+	c := clientFor(b, emu, managedidentity.SystemAssigned(), nil, managedidentity.WithKeyProvider(p))
+	res, err := c.AcquireToken(ctx, resource, popOpt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Signs per new connection: each client's pool opens a new connection to the resource.
+	const conns = 3
+	counter.Reset()
+	for range conns {
+		other := clientFor(b, emu, managedidentity.SystemAssigned(), nil, managedidentity.WithKeyProvider(p))
+		if status, _ := callResource(b, other, emu.ResourceURL(), res); status != http.StatusOK {
+			b.Fatal(status)
+		}
+		_ = other.Close()
+	}
+	signsPerConn := float64(counter.Count(tpm2.TPMCCSign)) / conns
+	counter.Reset()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.AcquireToken(ctx, resource, popOpt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(counter.Total())/float64(b.N), "tpm_commands/op")
+	b.ReportMetric(signsPerConn, "tpm_signs/new_connection")
+}

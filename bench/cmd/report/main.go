@@ -113,6 +113,9 @@ var metrics = []metric{
 	{name: "fleet_peak_to_mean", bench: "BenchmarkFleet", unit: "peak/mean", outUnit: "ratio"},
 	{name: "fleet_peak_requests_per_interval", bench: "BenchmarkFleet", unit: "peak_requests/interval", outUnit: "requests"},
 	{name: "fleet_mean_requests_per_interval", bench: "BenchmarkFleet", unit: "mean_requests/interval", outUnit: "requests"},
+	{name: "go_mi_tpm_pop_cache_hit_ns", bench: "BenchmarkTPMPoPCacheHit", unit: "ns/op", outUnit: "ns"},
+	{name: "tpm_commands_per_cache_hit", bench: "BenchmarkTPMPoPCacheHit", unit: "tpm_commands/op", outUnit: "commands"},
+	{name: "tpm_signs_per_new_connection", bench: "BenchmarkTPMPoPCacheHit", unit: "tpm_signs/new_connection", outUnit: "signs"},
 	{name: "cold_pop_acquire_ms", bench: "BenchmarkColdPoPAcquire", unit: "ns/op", scale: 1e-6, outUnit: "ms"},
 	{name: "warm_cert_pop_acquire_ms", bench: "BenchmarkWarmCertPoPAcquire", unit: "ns/op", scale: 1e-6, outUnit: "ms"},
 }
@@ -127,6 +130,8 @@ var targets = map[string]struct {
 	"go_cache_hit_parallel_speedup": {"≥ 1.6×", atLeast(1.6)},
 	"go_mi_cache_hit_ns":            {"≥ 20× MSAL Go", ratioAtLeast(20)},
 	"coalesced_requests_per_stage":  {"1", atMost(1)},
+	"tpm_commands_per_cache_hit":    {"0", atMost(0)},
+	"tpm_signs_per_new_connection":  {"1", atMost(1)},
 	"fleet_peak_to_mean":            {"≤ 2", atMost(2)},
 	"capi_cache_hit_ns":             {"≤ 250 ns", atMost(250)},
 	"python_cache_hit_ns":           {"≤ 1.5 µs", atMost(1500)},
