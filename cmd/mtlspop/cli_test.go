@@ -235,3 +235,47 @@ func TestEmulatorAttestationFlags(t *testing.T) {
 		t.Fatalf("require-attestation without trust: %v %s", err, out)
 	}
 }
+
+func TestConfidentialClientAndFIC(t *testing.T) {
+	emu := startEmulatorProc(t)
+	app := emu.info.App
+	scope := emu.info.URLs["resource_id"] + "/.default"
+	base := []string{"--authority", app.Authority, "--client-id", app.ClientID, "--scope", scope}
+	for _, tc := range []struct {
+		args []string
+		typ  string
+	}{
+		{append([]string{"token", "--cert", app.CertFile, "--key", app.KeyFile}, base...), "Bearer"},
+		{append([]string{"token", "--cert", app.CertFile, "--key", app.KeyFile, "--mtls-pop", "--mtls-endpoint", app.MTLSEndpoint}, base...), "mtls_pop"},
+		{[]string{"fic", "--authority", app.Authority, "--app-id", app.ClientID, "--scope", scope, "--mtls-endpoint", app.MTLSEndpoint, "--mtls-pop"}, "mtls_pop"},
+		{[]string{"fic", "--authority", app.Authority, "--app-id", app.ClientID, "--scope", scope, "--bearer-leg1"}, "Bearer"},
+	} {
+		stdout, stderr, code := emu.run(t, tc.args...)
+		var tok tokenJSON
+		if code != 0 || json.Unmarshal([]byte(stdout), &tok) != nil || tok.TokenType != tc.typ {
+			t.Fatalf("%v: exit %d %s %s", tc.args, code, stdout, stderr)
+		}
+		if tc.typ == "mtls_pop" {
+			block, _ := pem.Decode([]byte(*tok.BindingCertificatePEM))
+			sum := sha256.Sum256(block.Bytes)
+			if cnf(t, tok.AccessToken) != base64.RawURLEncoding.EncodeToString(sum[:]) {
+				t.Fatalf("%v: cnf does not match the printed certificate", tc.args)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		code string
+	}{
+		{[]string{"token", "--tenant", "common", "--client-id", "x", "--secret", "y", "--scope", "s", "--mtls-pop"}, "mtls_certificate_not_provided"},
+		{[]string{"token", "--authority", app.Authority, "--client-id", app.ClientID, "--secret", "wrong", "--scope", scope}, "invalid_client"},
+		{[]string{"token", "--tenant", "t", "--client-id", "x", "--cert", app.CertFile, "--scope", "s"}, "invalid_argument"},
+		{[]string{"token", "--tenant", "t", "--client-id", "x", "--secret", "y", "--resource", "r"}, "invalid_argument"},
+		{[]string{"fic", "--app-id", app.ClientID}, "invalid_argument"},
+	} {
+		_, stderr, code := emu.run(t, tc.args...)
+		if code == 0 || !strings.Contains(stderr, `"code":"`+tc.code+`"`) {
+			t.Errorf("%v: exit %d %s, want %s", tc.args, code, stderr, tc.code)
+		}
+	}
+}

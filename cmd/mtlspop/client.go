@@ -23,7 +23,7 @@ func (f *identityFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.resourceID, "resource-id", "", "user-assigned identity by Azure resource id")
 	fs.StringVar(&f.objectID, "object-id", "", "user-assigned identity by object id")
 	fs.DurationVar(&f.timeout, "timeout", 60*time.Second, "give up after this long")
-	fs.StringVar(&f.key, "key", "software", "where the binding key lives: software (in memory) or tpm")
+	fs.StringVar(&f.key, "key", "software", "managed identity: where the binding key lives, software (in memory) or tpm; confidential client (--tenant): the private key PEM file of --cert")
 	fs.StringVar(&f.tpmDevice, "tpm-device", "", "with --key tpm: /dev/tpmrm0 (default) or tcp://host:port for swtpm")
 	fs.StringVar(&f.tpmStateDir, "tpm-state-dir", "", "with --key tpm: where key blobs and certificates are kept (default ~/.local/state/mtlspop/tpm)")
 	fs.BoolVar(&f.attest, "attest", false, "attest the binding key (TPM2_Certify) before its certificate is issued")

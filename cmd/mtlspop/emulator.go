@@ -17,12 +17,23 @@ import (
 )
 
 // emulatorInfo is the one line of JSON `mtlspop emulator` prints once it is ready.
+// appJSON is the default confidential-client registration, ready for `mtlspop token --tenant`.
+type appJSON struct {
+	TenantID     string `json:"tenant_id"`
+	ClientID     string `json:"client_id"`
+	CertFile     string `json:"cert_file"`
+	KeyFile      string `json:"key_file"`
+	Authority    string `json:"authority"`
+	MTLSEndpoint string `json:"mtls_endpoint"`
+}
+
 type emulatorInfo struct {
 	Source     string            `json:"source"`
 	Env        map[string]string `json:"env"`
 	URLs       map[string]string `json:"urls"`
 	TenantID   string            `json:"tenant_id"`
 	Identities identitiesJSON    `json:"identities"`
+	App        appJSON           `json:"app"`
 	// ServiceFabric: the endpoint's self-signed certificate, for clients that trust it instead
 	// of pinning its thumbprint (msal-node: NODE_EXTRA_CA_CERTS).
 	ServiceFabric *serviceFabricJSON `json:"service_fabric,omitempty"`
@@ -48,7 +59,10 @@ type identitiesJSON struct {
 
 func describe(e *emulator.Emulator) emulatorInfo {
 	cfg := e.Config()
+	app := e.App()
 	info := emulatorInfo{
+		App: appJSON{TenantID: app.TenantID, ClientID: app.ClientID, CertFile: app.CertFile, KeyFile: app.KeyFile,
+			Authority: e.AuthorityURL(), MTLSEndpoint: e.MTLSAuthURL()},
 		Source: string(e.Source()),
 		Env:    e.Env(),
 		URLs: map[string]string{

@@ -23,7 +23,8 @@ import (
 const usage = `usage: mtlspop <command> [flags]
 
 commands:
-  token     acquire an access token and print it as JSON
+  token     acquire an access token and print it as JSON (managed identity, or --tenant for an app)
+  fic       two-leg federated credential: this managed identity's token exchanged by an app
   call      call a resource over mTLS with a freshly bound token
   emulator  run the local identity-platform emulator (--source picks the managed-identity source)
   source    print the managed-identity source this environment selects (--probe: what it offers)
@@ -45,6 +46,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "token":
 		return cmdToken(args[1:], stdout, stderr)
+	case "fic":
+		return cmdFIC(args[1:], stdout, stderr)
 	case "call":
 		return cmdCall(args[1:], stdout, stderr)
 	case "emulator":

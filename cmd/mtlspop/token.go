@@ -47,18 +47,29 @@ func cmdToken(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var ids identityFlags
 	ids.register(fs)
-	resource := fs.String("resource", "", "resource (App ID URI or URL) the token is for (required)")
+	var app appFlags
+	app.register(fs)
+	resource := fs.String("resource", "", "managed identity: resource (App ID URI or URL) the token is for (required)")
 	pop := fs.Bool("mtls-pop", false, "acquire an mTLS proof-of-possession token bound to a certificate")
 	force := fs.Bool("force-refresh", false, "skip the token cache")
 	claims := fs.String("claims", "", "claims request JSON (e.g. a CAE challenge)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *resource == "" || fs.NArg() != 0 {
-		return fail(stderr, usageError("token: --resource is required and no positional arguments are taken"))
+	if fs.NArg() != 0 {
+		return fail(stderr, usageError("token: no positional arguments are taken"))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), ids.timeout)
 	defer cancel()
+	if app.tenant != "" || app.cert != "" || app.secret != "" || len(app.scopes) > 0 {
+		if *resource != "" {
+			return fail(stderr, usageError("token: a confidential client takes --scope, not --resource"))
+		}
+		return cmdTokenConfidential(ctx, &app, &ids, *pop, *force, *claims, stdout, stderr)
+	}
+	if *resource == "" {
+		return fail(stderr, usageError("token: --resource is required"))
+	}
 	mi, closer, err := ids.client(ctx)
 	if err != nil {
 		return fail(stderr, err)
@@ -78,6 +89,10 @@ func cmdToken(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
+	return printResult(stdout, res)
+}
+
+func printResult(stdout io.Writer, res token.Result) int {
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(resultJSON(res))

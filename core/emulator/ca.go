@@ -220,7 +220,12 @@ const (
 	clientCertBinding                         // mtlsauth: a valid, unrevoked binding certificate
 )
 
-type tlsPolicy struct{ clientAuth clientCertPolicy }
+type tlsPolicy struct {
+	clientAuth clientCertPolicy
+	// alsoAccept admits client certificates outside the binding CA on the mtlsauth host: the
+	// registered certificates of confidential-client apps.
+	alsoAccept func(*x509.Certificate) bool
+}
 
 var errRevoked = errors.New("emulator: binding certificate has been revoked")
 
@@ -233,15 +238,28 @@ func (a *authority) serverTLSConfig(p tlsPolicy) *tls.Config {
 	case clientCertAny:
 		cfg.ClientAuth = tls.RequestClientCert
 	case clientCertBinding:
-		cfg.ClientAuth = tls.RequireAndVerifyClientCert
-		cfg.ClientCAs = a.bindingPool
-		// VerifyConnection, unlike VerifyPeerCertificate, also runs when a session is resumed,
-		// so a revoked certificate cannot slip back in on a resumption ticket.
+		// A client certificate is required and checked here: a binding certificate from the
+		// binding CA that is not revoked, or a certificate an app registered. VerifyConnection,
+		// unlike VerifyPeerCertificate, also runs when a session is resumed, so a revoked
+		// certificate cannot slip back in on a resumption ticket.
+		cfg.ClientAuth = tls.RequireAnyClientCert
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
-				return errors.New("emulator: no verified client certificate")
+				return errors.New("emulator: no client certificate")
 			}
-			if a.isRevoked(cs.PeerCertificates[0]) {
+			leaf := cs.PeerCertificates[0]
+			if p.alsoAccept != nil && p.alsoAccept(leaf) {
+				return nil
+			}
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: a.bindingPool, Intermediates: inter,
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+				return fmt.Errorf("emulator: client certificate not issued by the binding CA: %w", err)
+			}
+			if a.isRevoked(leaf) {
 				return errRevoked
 			}
 			return nil

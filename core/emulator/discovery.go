@@ -16,6 +16,7 @@ func (e *Emulator) loginHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(openIDConfigPattern, e.endpoint(EndpointOpenIDConfiguration, e.openIDConfiguration))
 	mux.Handle(jwksPattern, e.endpoint(EndpointJWKS, e.jwks))
+	mux.Handle(stsTokenPattern, e.endpoint(EndpointAuthorityToken, e.loginToken)) // confidential clients
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, oauthError{Error: "not_found", Description: "no such endpoint on the login host"})
 	})

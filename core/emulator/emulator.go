@@ -105,6 +105,10 @@ type Config struct {
 	// ResourceRequirePoP makes the sample resource refuse tokens that are not bound to the
 	// caller's TLS client certificate.
 	ResourceRequirePoP bool
+	// Apps are the confidential-client registrations (confidential.go). nil means one default
+	// app (DefaultAppClientID) with a fresh certificate and secret, trusting this emulator's
+	// managed identities as federated credentials; an empty non-nil slice means none.
+	Apps []App
 	// Logger receives structured logs of every request (never tokens, CSRs, keys or assertions).
 	// nil discards them.
 	Logger *slog.Logger
@@ -232,6 +236,7 @@ type Emulator struct {
 	verifier                        *pop.Verifier
 	keySet                          pop.KeySet
 	att                             attestations // attest.go
+	defaultCert                     defaultApp   // confidential.go: the default app's secrets
 	src                             sourceState  // source.go
 
 	done     chan struct{} // closed by Close: ends injected delays
@@ -350,6 +355,10 @@ func Start(cfg Config) (_ *Emulator, err error) {
 		return nil, err
 	}
 
+	if err = e.setupApps(); err != nil { // confidential.go; needs the login URL for FIC issuers
+		return nil, err
+	}
+
 	e.verifier = &pop.Verifier{
 		Keys:         e.keySet,
 		Issuer:       e.Issuer(),
@@ -374,7 +383,7 @@ func Start(cfg Config) (_ *Emulator, err error) {
 		}
 	}
 	newServer(e.imds, trailingSlash(e.imdsHandler()), nil) // source.go: as IMDS, accept msal-node's URLs
-	newServer(e.mtlsauth, e.stsHandler(), &tlsPolicy{clientAuth: clientCertBinding})
+	newServer(e.mtlsauth, e.stsHandler(), &tlsPolicy{clientAuth: clientCertBinding, alsoAccept: e.appCertificate})
 	newServer(e.login, e.withAttestation(e.loginHandler()), &tlsPolicy{clientAuth: clientCertNone}) // attest.go
 	newServer(e.resource, e.resourceHandler(), &tlsPolicy{clientAuth: clientCertAny})
 	e.serveSource(newServer) // source.go

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -90,44 +91,80 @@ func short(s string) string {
 	return strconv.Quote(s)
 }
 
-func (e *Emulator) stsToken(w http.ResponseWriter, r *http.Request, x *exchange) {
+// tokenRequest is a parsed client_credentials request.
+type tokenRequest struct {
+	clientID string
+	resource string // the scope without "/.default": the token's aud
+	bound    bool   // token_type=mtls_pop
+}
+
+// parseTokenRequest checks what every token endpoint checks: POST, the tenant, a form body,
+// client_credentials, a client id, one scope ending in /.default, JSON claims, the token type.
+func (e *Emulator) parseTokenRequest(w http.ResponseWriter, r *http.Request, x *exchange) (tokenRequest, bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		e.stsFail(w, r, x, http.StatusMethodNotAllowed, "invalid_request", "the token endpoint only accepts POST requests", 900561)
-		return
+		return tokenRequest{}, false
 	}
 	if tenant := r.PathValue("tenant"); !strings.EqualFold(tenant, e.cfg.TenantID) {
 		e.stsFail(w, r, x, http.StatusBadRequest, "invalid_request", "tenant "+short(tenant)+" not found", 90002)
-		return
+		return tokenRequest{}, false
 	}
 	if !x.isForm {
 		e.stsFail(w, r, x, http.StatusBadRequest, "invalid_request",
 			"the request body must be application/x-www-form-urlencoded and contain 'grant_type'", 900144)
-		return
+		return tokenRequest{}, false
 	}
 	if x.tooLarge || x.formErr != nil {
 		e.stsFail(w, r, x, http.StatusBadRequest, "invalid_request", "the request body is malformed or too large", 900144)
-		return
+		return tokenRequest{}, false
 	}
 	form := x.form
 	for _, p := range []string{"grant_type", "client_id", "scope"} {
 		if form.Get(p) == "" {
 			e.stsFail(w, r, x, http.StatusBadRequest, "invalid_request",
 				"the request body must contain the following parameter: '"+p+"'", 900144)
-			return
+			return tokenRequest{}, false
 		}
 	}
 	if gt := form.Get("grant_type"); gt != "client_credentials" {
 		e.stsFail(w, r, x, http.StatusBadRequest, "unsupported_grant_type",
 			"grant type "+short(gt)+" is not supported; this endpoint issues client_credentials tokens", 70003)
-		return
+		return tokenRequest{}, false
 	}
+	scope := form.Get("scope")
+	resource, ok := strings.CutSuffix(scope, defaultScope)
+	if !ok || resource == "" || strings.ContainsAny(scope, " \t") {
+		e.stsFail(w, r, x, http.StatusBadRequest, "invalid_scope",
+			"the provided value for scope "+short(scope)+" is not valid; client credential flows must have a single scope value with /.default suffixed to the resource identifier", 1002012)
+		return tokenRequest{}, false
+	}
+	if _, has := form["claims"]; has {
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(form.Get("claims")), &obj); err != nil || obj == nil {
+			e.stsFail(w, r, x, http.StatusBadRequest, "invalid_request",
+				"the provided value for the input parameter 'claims' is not valid JSON", 70011)
+			return tokenRequest{}, false
+		}
+	}
+	req := tokenRequest{clientID: form.Get("client_id"), resource: resource}
+	switch tt := form.Get("token_type"); {
+	case tt == "" || strings.EqualFold(tt, "bearer"):
+	case tt == "mtls_pop":
+		req.bound = true
+	default:
+		e.stsFail(w, r, x, http.StatusBadRequest, "invalid_request",
+			"token_type "+short(tt)+" is not supported on this endpoint", 70011)
+		return tokenRequest{}, false
+	}
+	return req, true
+}
 
-	clientID := form.Get("client_id")
-	id, known := e.identityByClientID(clientID)
-	if !known {
-		e.stsFail(w, r, x, http.StatusUnauthorized, "invalid_client",
-			"application with identifier "+short(clientID)+" was not found in the directory", 700016)
+// stsToken is the mtlsauth token endpoint: a managed identity's binding certificate, or an app
+// (its registered certificate, or a jwt-pop assertion bound to the TLS certificate).
+func (e *Emulator) stsToken(w http.ResponseWriter, r *http.Request, x *exchange) {
+	req, ok := e.parseTokenRequest(w, r, x)
+	if !ok {
 		return
 	}
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
@@ -135,41 +172,59 @@ func (e *Emulator) stsToken(w http.ResponseWriter, r *http.Request, x *exchange)
 		return
 	}
 	cert := r.TLS.PeerCertificates[0]
-	if !strings.EqualFold(cert.Subject.CommonName, id.ClientID) {
-		e.stsFail(w, r, x, http.StatusUnauthorized, "invalid_client",
-			"the client certificate was not issued to client "+short(clientID), 700027)
-		return
-	}
-
-	scope := form.Get("scope")
-	resource, ok := strings.CutSuffix(scope, defaultScope)
-	if !ok || resource == "" || strings.ContainsAny(scope, " \t") {
-		e.stsFail(w, r, x, http.StatusBadRequest, "invalid_scope",
-			"the provided value for scope "+short(scope)+" is not valid; client credential flows must have a single scope value with /.default suffixed to the resource identifier", 1002012)
-		return
-	}
-	if _, has := form["claims"]; has {
-		var obj map[string]any
-		if err := json.Unmarshal([]byte(form.Get("claims")), &obj); err != nil || obj == nil {
-			e.stsFail(w, r, x, http.StatusBadRequest, "invalid_request",
-				"the provided value for the input parameter 'claims' is not valid JSON", 70011)
+	if app, isApp := e.appByClientID(req.clientID); isApp {
+		if f := e.authenticateApp(r.Context(), app, x.form, cert); f != nil {
+			e.stsFail(w, r, x, f.status, f.code, f.desc, f.aadsts)
 			return
 		}
-	}
-	bound := false
-	switch tt := form.Get("token_type"); {
-	case tt == "" || strings.EqualFold(tt, "bearer"):
-	case tt == "mtls_pop":
-		bound = true
-	default:
-		e.stsFail(w, r, x, http.StatusBadRequest, "invalid_request",
-			"token_type "+short(tt)+" is not supported on this endpoint", 70011)
+		e.issue(w, r, x, req, Identity{ClientID: app.ClientID, ObjectID: app.ObjectID}, cert)
 		return
 	}
+	id, known := e.identityByClientID(req.clientID)
+	if !known {
+		e.stsFail(w, r, x, http.StatusUnauthorized, "invalid_client",
+			"application with identifier "+short(req.clientID)+" was not found in the directory", 700016)
+		return
+	}
+	if !strings.EqualFold(cert.Subject.CommonName, id.ClientID) {
+		e.stsFail(w, r, x, http.StatusUnauthorized, "invalid_client",
+			"the client certificate was not issued to client "+short(req.clientID), 700027)
+		return
+	}
+	e.issue(w, r, x, req, id, cert)
+}
 
-	g := grant{aud: resource, id: id}
+// loginToken is the classic token endpoint on the login host: an app authenticating with a
+// secret, a client assertion JWT or a federated credential. Tokens here are Bearer tokens.
+func (e *Emulator) loginToken(w http.ResponseWriter, r *http.Request, x *exchange) {
+	req, ok := e.parseTokenRequest(w, r, x)
+	if !ok {
+		return
+	}
+	if req.bound {
+		e.stsFail(w, r, x, http.StatusBadRequest, "invalid_request",
+			"mtls_pop tokens are issued on the mTLS endpoint ("+e.MTLSAuthURL()+"), where the certificate can be bound", 70011)
+		return
+	}
+	app, isApp := e.appByClientID(req.clientID)
+	if !isApp {
+		e.stsFail(w, r, x, http.StatusUnauthorized, "invalid_client",
+			"application with identifier "+short(req.clientID)+" was not found in the directory", 700016)
+		return
+	}
+	if f := e.authenticateApp(r.Context(), app, x.form, nil); f != nil {
+		e.stsFail(w, r, x, f.status, f.code, f.desc, f.aadsts)
+		return
+	}
+	e.issue(w, r, x, req, Identity{ClientID: app.ClientID, ObjectID: app.ObjectID}, nil)
+}
+
+// issue mints the token and writes ESTS's answer. cert is the TLS client certificate (nil on
+// the login host); a PoP token is bound to it.
+func (e *Emulator) issue(w http.ResponseWriter, r *http.Request, x *exchange, req tokenRequest, id Identity, cert *x509.Certificate) {
+	g := grant{aud: req.resource, id: id}
 	tokenType := "Bearer"
-	if bound {
+	if req.bound {
 		g.bound, tokenType = cert, "mtls_pop"
 	}
 	m, err := e.mint(g)
@@ -188,7 +243,7 @@ func (e *Emulator) stsToken(w http.ResponseWriter, r *http.Request, x *exchange)
 	}
 	x.handlerNote = "issued " + tokenType
 	e.log.Debug("token issued", slog.String("client_id", id.ClientID), slog.String("token_type", tokenType),
-		slog.String("aud", resource))
+		slog.String("aud", req.resource))
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, resp)
 }
