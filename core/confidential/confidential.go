@@ -147,6 +147,10 @@ type Client struct {
 	bearer   *cache.Part // classic Bearer tokens (no certificate at the TLS layer)
 	certs    atomic.Pointer[certInfo]
 	closed   atomic.Bool
+	// mtlsTokenURL is the mTLS token endpoint, resolved once in New (the region included); when
+	// the authority has none, mtlsErr says why and mTLS requests fail with it.
+	mtlsTokenURL string
+	mtlsErr      error
 }
 
 // certInfo remembers the last certificate seen, so its thumbprint and cache partitions are
@@ -203,6 +207,7 @@ func New(authorityURL, clientID string, cred Credential, opts ...Option) (*Clien
 			return nil, err
 		}
 	}
+	c.mtlsTokenURL, c.mtlsErr = c.resolveMtlsTokenURL()
 	c.pool = mtls.NewPool(c.cfg.roots)
 	c.cache = cache.New(cache.Options{Clock: clock})
 	c.bearer = c.cache.Partition(c.partition(token.TypeBearer, "", ""))
@@ -261,15 +266,27 @@ func (c *Client) AcquireTokenForClient(ctx context.Context, scopes []string, opt
 	if err != nil {
 		return token.Result{}, err
 	}
+	plan, err := c.plan(ctx, o.pop)
+	if err != nil {
+		return token.Result{}, err
+	}
+	if !o.force && o.claims == "" {
+		// The hit path: no deadline to create, no request to sign.
+		if r := plan.part.Lookup(resource); r != nil {
+			return *r, nil
+		}
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.timeout)
 		defer cancel()
 	}
-	plan, err := c.plan(ctx, o.pop)
-	if err != nil {
-		return token.Result{}, err
-	}
+	return c.fetch(ctx, plan, resource, scopes, o)
+}
+
+// fetch is AcquireTokenForClient's network path (a function of its own so that the hit path
+// captures nothing in a closure, and allocates nothing).
+func (c *Client) fetch(ctx context.Context, plan plan, resource string, scopes []string, o acquireConfig) (token.Result, error) {
 	part := plan.part
 	if o.claims != "" {
 		part = c.cache.Partition(c.partition(part.Key().TokenType, part.Key().KeyID, o.claims))
@@ -292,17 +309,21 @@ func (c *Client) AcquireTokenForClient(ctx context.Context, scopes []string, opt
 	})
 }
 
-// scopeKey validates scopes and returns their cache key (sorted, space-joined).
+// scopeKey validates scopes and returns their cache key (sorted, space-joined). The usual single
+// scope is its own key, so the hit path does not allocate.
 func scopeKey(scopes []string) (string, error) {
 	if len(scopes) == 0 {
 		return "", token.Errorf(token.CodeInvalidArgument, "confidential: no scopes")
 	}
-	s := slices.Clone(scopes)
-	for _, v := range s {
-		if strings.TrimSpace(v) == "" || strings.ContainsAny(v, " \t\r\n") {
+	for _, v := range scopes {
+		if v == "" || strings.ContainsAny(v, " \t\r\n") {
 			return "", token.Errorf(token.CodeInvalidArgument, "confidential: scope %q is empty or has spaces", v)
 		}
 	}
+	if len(scopes) == 1 {
+		return scopes[0], nil
+	}
+	s := slices.Clone(scopes)
 	slices.Sort(s)
 	return strings.Join(s, " "), nil
 }
@@ -314,6 +335,7 @@ type plan struct {
 	assertion     string           // client_assertion, if any
 	assertionType string
 	secret        string
+	signWith      *tls.Certificate // classic certificate credential: sign a client assertion per request
 	part          *cache.Part
 }
 
@@ -354,25 +376,36 @@ func (c *Client) plan(ctx context.Context, pop bool) (plan, error) {
 			"confidential: mTLS PoP needs a certificate credential or an assertion callback that returns a binding certificate")
 	}
 	if cert == nil || (c.cred.kind == credCertificate && !pop) {
-		// Classic endpoint; a certificate credential signs a client assertion.
+		// Classic endpoint. A certificate credential signs a client assertion, but only when a
+		// request is sent (request): a cache hit costs no signature.
 		if cert != nil {
 			ci, err := c.info(cert)
 			if err != nil {
 				return plan{}, err
 			}
-			a, err := clientAssertion(ci.cert, c.clientID, c.auth.tokenURL(), c.cred.sendX5C, c.cfg.now())
-			if err != nil {
-				return plan{}, err
-			}
-			p.assertion, p.assertionType = a, assertionTypeJWTBearer
+			p.signWith = ci.cert
 		}
 		p.endpoint, p.part = c.auth.tokenURL(), c.bearer
 		return p, nil
+	}
+	if c.mtlsErr != nil {
+		return plan{}, c.mtlsErr
 	}
 	ci, err := c.info(cert)
 	if err != nil {
 		return plan{}, err
 	}
+	p.endpoint, p.cert = c.mtlsTokenURL, ci.cert
+	p.part = ci.bearer
+	if pop {
+		p.part = ci.pop
+	}
+	return p, nil
+}
+
+// resolveMtlsTokenURL derives the mTLS token endpoint: WithMtlsEndpoint, else the authority's
+// mtlsauth host with the region (resolved once, as MSAL does).
+func (c *Client) resolveMtlsTokenURL() (string, error) {
 	base := c.cfg.mtlsEndpoint
 	if base == "" {
 		region, invalid := resolveRegion(c.cfg.region, c.cfg.getenv)
@@ -381,18 +414,13 @@ func (c *Client) plan(ctx context.Context, pop bool) (plan, error) {
 		}
 		host, err := c.auth.mtlsHost(region)
 		if err != nil {
-			return plan{}, err
+			return "", err
 		}
 		base = "https://" + host
 	} else if err := c.auth.tenanted(); err != nil {
-		return plan{}, err
+		return "", err
 	}
-	p.endpoint, p.cert = base+"/"+url.PathEscape(c.auth.tenant)+tokenPath, ci.cert
-	p.part = ci.bearer
-	if pop {
-		p.part = ci.pop
-	}
-	return p, nil
+	return base + "/" + url.PathEscape(c.auth.tenant) + tokenPath, nil
 }
 
 // request sends the token request the plan describes.
@@ -404,6 +432,13 @@ func (c *Client) request(ctx context.Context, p plan, scopes []string, o acquire
 	}
 	if p.secret != "" {
 		form.Set("client_secret", p.secret)
+	}
+	if p.signWith != nil {
+		a, err := clientAssertion(p.signWith, c.clientID, c.auth.tokenURL(), c.cred.sendX5C, c.cfg.now())
+		if err != nil {
+			return token.Result{}, err
+		}
+		p.assertion, p.assertionType = a, assertionTypeJWTBearer
 	}
 	if p.assertion != "" {
 		form.Set("client_assertion_type", p.assertionType)
