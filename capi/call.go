@@ -133,7 +133,7 @@ func (cl *client) call(r token.Result, data string) (*callResponse, error) {
 		return nil, argErrorf("request: invalid method or url")
 	}
 	hreq.Header = req.header
-	resp, err := cl.mi.Do(ctx, hreq, r)
+	resp, err := cl.tc.Do(ctx, hreq, r)
 	if err != nil {
 		return nil, asError(err, ctx)
 	}

@@ -119,7 +119,7 @@ func TestSWTPMClientConfig(t *testing.T) {
 	if !shared {
 		t.Fatal("two clients on one TPM opened two connections")
 	}
-	res, err := a.mi.AcquireToken(context.Background(), emu.Config().ResourceID, managedidentity.WithMtlsPoP())
+	res, err := a.tc.(miBackend).AcquireToken(context.Background(), emu.Config().ResourceID, managedidentity.WithMtlsPoP())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,11 +154,11 @@ func TestParseClientConfig(t *testing.T) {
 
 func TestParseAcquireOptions(t *testing.T) {
 	o, err := parseAcquireOptions(`{}`, true)
-	if err != nil || !o.pop || o.force || len(o.core) != 1 {
+	if err != nil || !o.pop || o.force || len(o.mi) != 1 || len(o.cc) != 1 {
 		t.Fatalf("%+v %v", o, err)
 	}
 	o, err = parseAcquireOptions(`{"mtls_pop":false,"force_refresh":true,"claims":"{\"a\":1}","timeout_ms":5}`, true)
-	if err != nil || o.pop || !o.force || o.claims != `{"a":1}` || o.timeout != 5*time.Millisecond || len(o.core) != 2 {
+	if err != nil || o.pop || !o.force || o.claims != `{"a":1}` || o.timeout != 5*time.Millisecond || len(o.mi) != 2 || len(o.cc) != 2 {
 		t.Fatalf("%+v %v", o, err)
 	}
 	for _, tc := range []struct{ opts, msg string }{

@@ -8,6 +8,8 @@ import "C"
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/pem"
 	"log/slog"
 	"runtime/cgo"
@@ -18,6 +20,7 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"github.com/mtlspop/mtlspop/core/confidential"
 	"github.com/mtlspop/mtlspop/core/keys"
 	"github.com/mtlspop/mtlspop/core/managedidentity"
 	"github.com/mtlspop/mtlspop/core/mtls"
@@ -31,8 +34,8 @@ import (
 // the core client (its cache hit), then, under mu, check that the entry's current C image is of
 // the token returned and take a reference to it. No allocation and one cgo crossing in all.
 type client struct {
-	key     keyConfig // to release a shared TPM provider on close
-	mi      *managedidentity.Client
+	key     keyConfig       // to release a shared TPM provider on close
+	tc      backend         // the managed identity or confidential client
 	ctx     context.Context // canceled by close: every call of this client derives from it
 	cancel  context.CancelFunc
 	closed  atomic.Bool
@@ -50,6 +53,7 @@ type client struct {
 // resourceEntry is an interned resource and the current C images of its tokens.
 type resourceEntry struct {
 	resource string
+	scopes   []string // a confidential client's scopes: resource split on spaces, once
 	images   [2]image // [0] Bearer, [1] mtls_pop; guarded by client.mu
 	kept     bool     // the entry is in names; a transient one keeps no images
 }
@@ -86,6 +90,32 @@ func newClient(config string, given bool) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
+	var logger *slog.Logger
+	if cfg.logLevel < levelOff {
+		logger = slog.New(newLogHandler(cfg.logLevel))
+	}
+	var tc backend
+	if cfg.app != nil {
+		tc, err = newConfidential(cfg, getenv, roots, logger)
+	} else {
+		tc, err = newManagedIdentity(cfg, getenv, roots, logger)
+	}
+	if err != nil {
+		return nil, err
+	}
+	cl := &client{
+		key:      cfg.key,
+		tc:       tc,
+		defOpts:  newAcquireOptions(cfg.pop, false, "", 0),
+		timeout:  cfg.timeout,
+		inflight: map[uint64]context.CancelFunc{},
+	}
+	cl.ctx, cl.cancel = context.WithCancel(context.Background())
+	liveClients.Add(1)
+	return cl, nil
+}
+
+func newManagedIdentity(cfg clientConfig, getenv func(string) string, roots *x509.CertPool, logger *slog.Logger) (backend, error) {
 	opts := []managedidentity.Option{
 		managedidentity.WithEnv(getenv),
 		managedidentity.WithRootCAs(roots),
@@ -103,8 +133,8 @@ func newClient(config string, given bool) (*client, error) {
 	if cfg.key.attest {
 		opts = append(opts, managedidentity.WithAttestation())
 	}
-	if cfg.logLevel < levelOff {
-		opts = append(opts, managedidentity.WithLogger(slog.New(newLogHandler(cfg.logLevel))))
+	if logger != nil {
+		opts = append(opts, managedidentity.WithLogger(logger))
 	}
 	mi, err := managedidentity.New(cfg.id, opts...)
 	if err != nil {
@@ -113,16 +143,41 @@ func newClient(config string, given bool) (*client, error) {
 		}
 		return nil, err
 	}
-	cl := &client{
-		key:      cfg.key,
-		mi:       mi,
-		defOpts:  newAcquireOptions(cfg.pop, false, "", 0),
-		timeout:  cfg.timeout,
-		inflight: map[uint64]context.CancelFunc{},
+	return miBackend{mi}, nil
+}
+
+func newConfidential(cfg clientConfig, getenv func(string) string, roots *x509.CertPool, logger *slog.Logger) (backend, error) {
+	a := cfg.app
+	var cred confidential.Credential
+	switch {
+	case a.certFile != "":
+		pair, err := tls.LoadX509KeyPair(a.certFile, a.keyFile)
+		if err != nil {
+			return nil, argErrorf("config.certificate: %v", err)
+		}
+		var opts []confidential.CertificateOption
+		if a.sendX5C {
+			opts = append(opts, confidential.WithX5C())
+		}
+		cred = confidential.Certificate(&pair, opts...)
+	default:
+		cred = confidential.Secret(a.secret)
 	}
-	cl.ctx, cl.cancel = context.WithCancel(context.Background())
-	liveClients.Add(1)
-	return cl, nil
+	opts := []confidential.Option{confidential.WithEnv(getenv), confidential.WithRootCAs(roots), confidential.WithTimeout(cfg.timeout)}
+	if a.region != "" {
+		opts = append(opts, confidential.WithRegion(a.region))
+	}
+	if a.mtlsEndpoint != "" {
+		opts = append(opts, confidential.WithMtlsEndpoint(a.mtlsEndpoint))
+	}
+	if logger != nil {
+		opts = append(opts, confidential.WithLogger(logger))
+	}
+	cc, err := confidential.New(a.authority, a.clientID, cred, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return ccBackend{cc}, nil
 }
 
 // liveEnv reads variables through libc getenv, so that what a host set after loading the library
@@ -157,7 +212,7 @@ func (cl *client) close() {
 		return
 	}
 	cl.cancel()
-	_ = cl.mi.Close()
+	_ = cl.tc.Close()
 	if cl.key.provider == providerTPM {
 		releaseTPM(cl.key.device, cl.key.stateDir)
 	}
@@ -220,7 +275,7 @@ func (cl *client) entry(res string) (*resourceEntry, error) {
 			return e, nil
 		}
 	}
-	e := &resourceEntry{resource: s}
+	e := &resourceEntry{resource: s, scopes: strings.Fields(s)}
 	if !cl.released && (m == nil || len(*m) < maxInterned) {
 		e.kept = true
 		cl.names.Store(withEntry(m, s, e))
@@ -253,7 +308,7 @@ func (cl *client) acquire(ctx context.Context, res string, o *acquireOptions) (*
 	if err != nil {
 		return nil, 0, err
 	}
-	r, err := cl.mi.AcquireToken(ctx, e.resource, o.core...)
+	r, err := cl.tc.acquire(ctx, e, o)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/mtlspop/mtlspop/core/confidential"
 	"github.com/mtlspop/mtlspop/core/managedidentity"
 )
 
@@ -11,6 +12,7 @@ import (
 
 const (
 	kindManagedIdentity = "managed_identity"
+	kindConfidential    = "confidential"
 	providerSoftware    = "software"
 	providerTPM         = "tpm"
 	// imdsEnv is the variable endpoints.imds overrides.
@@ -29,6 +31,15 @@ type clientConfig struct {
 	timeout  time.Duration
 	logLevel slog.Level
 	key      keyConfig
+	app      *appConfig // kind "confidential"
+}
+
+// appConfig is a confidential client's part of the configuration.
+type appConfig struct {
+	authority, clientID       string
+	certFile, keyFile, secret string
+	sendX5C                   bool
+	region, mtlsEndpoint      string
 }
 
 // keyConfig is config.key: where binding keys live.
@@ -50,13 +61,25 @@ func parseClientConfig(data string, given bool) (clientConfig, error) {
 	if err != nil {
 		return cfg, err
 	}
-	if err := o.allow("kind", "identity", "mtls_pop", "key", "endpoints", "ca_file", "timeout_ms", "log_level"); err != nil {
+	kind, _, err := o.str("kind")
+	if err != nil {
 		return cfg, err
 	}
-	if kind, ok, err := o.str("kind"); err != nil {
-		return cfg, err
-	} else if ok && kind != kindManagedIdentity {
-		return cfg, argErrorf("config.kind %q is not supported (supported: %q)", kind, kindManagedIdentity)
+	switch kind {
+	case "", kindManagedIdentity:
+		if err := o.allow("kind", "identity", "mtls_pop", "key", "endpoints", "ca_file", "timeout_ms", "log_level"); err != nil {
+			return cfg, err
+		}
+	case kindConfidential:
+		if err := o.allow("kind", "authority", "client_id", "certificate", "secret", "region", "mtls_endpoint",
+			"mtls_pop", "ca_file", "timeout_ms", "log_level"); err != nil {
+			return cfg, err
+		}
+		if cfg.app, err = parseApp(o); err != nil {
+			return cfg, err
+		}
+	default:
+		return cfg, argErrorf("config.kind %q is not supported (supported: %q, %q)", kind, kindManagedIdentity, kindConfidential)
 	}
 	if id, ok, err := o.sub("identity"); err != nil {
 		return cfg, err
@@ -101,6 +124,55 @@ func parseClientConfig(data string, given bool) (clientConfig, error) {
 		}
 	}
 	return cfg, nil
+}
+
+func parseApp(o *object) (*appConfig, error) {
+	a := &appConfig{}
+	var err error
+	var ok bool
+	if a.authority, ok, err = o.nonEmpty("authority"); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, argErrorf("config.authority is required for a confidential client")
+	}
+	if a.clientID, ok, err = o.nonEmpty("client_id"); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, argErrorf("config.client_id is required for a confidential client")
+	}
+	if a.secret, _, err = o.nonEmpty("secret"); err != nil {
+		return nil, err
+	}
+	if cert, ok, err := o.sub("certificate"); err != nil {
+		return nil, err
+	} else if ok {
+		if err := cert.allow("cert_file", "key_file", "send_x5c"); err != nil {
+			return nil, err
+		}
+		if a.certFile, ok, err = cert.nonEmpty("cert_file"); err != nil {
+			return nil, err
+		} else if !ok {
+			return nil, argErrorf("config.certificate.cert_file is required")
+		}
+		if a.keyFile, ok, err = cert.nonEmpty("key_file"); err != nil {
+			return nil, err
+		} else if !ok {
+			return nil, argErrorf("config.certificate.key_file is required")
+		}
+		if a.sendX5C, _, err = cert.boolean("send_x5c"); err != nil {
+			return nil, err
+		}
+	}
+	if (a.certFile == "") == (a.secret == "") {
+		return nil, argErrorf("a confidential client needs exactly one of config.certificate and config.secret")
+	}
+	if a.region, _, err = o.nonEmpty("region"); err != nil {
+		return nil, err
+	}
+	if a.mtlsEndpoint, _, err = o.nonEmpty("mtls_endpoint"); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 func parseKey(o *object) (keyConfig, error) {
@@ -190,19 +262,23 @@ type acquireOptions struct {
 	force   bool
 	claims  string
 	timeout time.Duration // 0 = the client's
-	core    []managedidentity.AcquireOption
+	mi      []managedidentity.AcquireOption
+	cc      []confidential.AcquireOption
 }
 
 func newAcquireOptions(pop, force bool, claims string, timeout time.Duration) *acquireOptions {
 	o := &acquireOptions{pop: pop, force: force, claims: claims, timeout: timeout}
 	if pop {
-		o.core = append(o.core, managedidentity.WithMtlsPoP())
+		o.mi = append(o.mi, managedidentity.WithMtlsPoP())
+		o.cc = append(o.cc, confidential.WithMtlsPoP())
 	}
 	if force {
-		o.core = append(o.core, managedidentity.WithForceRefresh())
+		o.mi = append(o.mi, managedidentity.WithForceRefresh())
+		o.cc = append(o.cc, confidential.WithForceRefresh())
 	}
 	if claims != "" {
-		o.core = append(o.core, managedidentity.WithClaims(claims))
+		o.mi = append(o.mi, managedidentity.WithClaims(claims))
+		o.cc = append(o.cc, confidential.WithClaims(claims))
 	}
 	return o
 }

@@ -63,6 +63,7 @@ var statusByCode = map[token.Code]int{
 	token.CodeUserAssignedNotConfigurable:   statusUnsupported,
 	token.CodeMissingManagedIdentityEnvVar:  statusUnsupported,
 	token.CodeManagedIdentityAllUnavailable: statusUnsupported,
+	token.CodeTPM:                           statusUnsupported,
 
 	token.CodeInvalidToken: statusInvalidToken,
 	token.CodeInternal:     statusInternal,

@@ -118,7 +118,8 @@ typedef enum mtlspop_status {
                                       "user_assigned_managed_identity_not_supported",
                                       "user_assigned_managed_identity_not_configurable_at_runtime",
                                       "missing_managed_identity_env_var",
-                                      "managed_identity_all_sources_unavailable") */
+                                      "managed_identity_all_sources_unavailable",
+                                      "tpm_error": the TPM or its state directory failed) */
     MTLSPOP_E_INVALID_TOKEN = -10, /* mtlspop_verify refused the token ("invalid_token") */
     MTLSPOP_E_NOT_FOUND     = -11, /* mtlspop_cancel: no such request in flight */
     MTLSPOP_E_NOMEM         = -12, /* out of memory; no error object */
@@ -183,6 +184,25 @@ int mtlspop_error_free(mtlspop_error *err);
  *     "log_level":  "info"                         "debug" | "info" | "warn" | "error" | "off":
  *                                                  this client's records for the log callback
  *   }
+ *
+ * A confidential client (an app with a certificate or a secret) has "kind": "confidential":
+ *
+ *   {
+ *     "kind":          "confidential",
+ *     "authority":     "https://login.microsoftonline.com/<tenant>",   required
+ *     "client_id":     "<app id>",                                   required
+ *     "certificate":   {"cert_file": "cert.pem", "key_file": "key.pem", "send_x5c": false}
+ *   | "secret":        "...",                 exactly one of certificate and secret; only a
+ *                                            certificate can do mTLS PoP
+ *     "region":        "westus3",             the mTLS endpoint's region (default: MSAL_FORCE_REGION,
+ *                                            REGION_NAME, else the global endpoint)
+ *     "mtls_endpoint": "https://host:port",   the mTLS token host, instead of deriving it from the
+ *                                            authority (private clouds, the emulator)
+ *     "mtls_pop", "ca_file", "timeout_ms", "log_level": as above
+ *   }
+ *
+ * For a confidential client the resource argument of the acquire functions is the scope, or
+ * several space-separated scopes (e.g. "https://vault.azure.net/.default").
  */
 typedef struct mtlspop_client mtlspop_client;
 

@@ -399,6 +399,49 @@ static void test_bearer(void) {
     mtlspop_client_free(c);
 }
 
+/* A confidential client: the emulator's default app, with its certificate on the mTLS endpoint
+ * (PoP) and on the classic endpoint (Bearer); the "resource" argument is the scope. */
+static void test_confidential(void) {
+    char authority[256], client_id[64], cert[512], key[512], mtls[256];
+    CHECK(emu_get(&E, "\"app\"", "authority", authority, sizeof authority) != NULL);
+    CHECK(emu_get(&E, "\"app\"", "client_id", client_id, sizeof client_id) != NULL);
+    CHECK(emu_get(&E, "\"app\"", "cert_file", cert, sizeof cert) != NULL);
+    CHECK(emu_get(&E, "\"app\"", "key_file", key, sizeof key) != NULL);
+    CHECK(emu_get(&E, "\"app\"", "mtls_endpoint", mtls, sizeof mtls) != NULL);
+    const char *config = fmt("{\"kind\":\"confidential\",\"authority\":\"%s\",\"client_id\":\"%s\","
+                             "\"certificate\":{\"cert_file\":\"%s\",\"key_file\":\"%s\"},"
+                             "\"mtls_endpoint\":\"%s\",\"mtls_pop\":true,\"log_level\":\"off\"}",
+                             authority, client_id, cert, key, mtls);
+    mtlspop_client *c = client(config);
+    const char *scope = fmt("%s/.default", resource_id);
+    mtlspop_token *t = acquire(c, scope, NULL);
+    CHECK_STR(mtlspop_token_type(t), "mtls_pop");
+    CHECK(mtlspop_token_binding_cert_pem(t) != NULL);
+    mtlspop_response *r = NULL;
+    mtlspop_error *err = NULL;
+    EXPECT(mtlspop_call(c, t, fmt("{\"url\":\"%s\"}", resource_url), &r, &err), err, MTLSPOP_OK, NULL);
+    CHECK(mtlspop_response_status(r) == 200);
+    mtlspop_response_free(r);
+    mtlspop_token *b = acquire(c, scope, "{\"mtls_pop\":false}");
+    CHECK_STR(mtlspop_token_type(b), "Bearer");
+    mtlspop_token_free(t);
+    mtlspop_token_free(b);
+    mtlspop_client_free(c);
+    /* A secret cannot do mTLS: the documented code, no request sent. */
+    mtlspop_client *s = client(fmt("{\"kind\":\"confidential\",\"authority\":\"%s\",\"client_id\":\"%s\","
+                                   "\"secret\":\"x\",\"mtls_pop\":true,\"log_level\":\"off\"}", authority, client_id));
+    mtlspop_token *none = NULL;
+    EXPECT(mtlspop_acquire_token(s, scope, NULL, &none, &err), err, MTLSPOP_E_INVALID_ARG, "mtls_certificate_not_provided");
+    CHECK(none == NULL);
+    mtlspop_client_free(s);
+    expect_config_error("{\"kind\":\"confidential\",\"client_id\":\"x\",\"secret\":\"y\"}", MTLSPOP_E_INVALID_ARG,
+                        "invalid_argument", "config.authority is required");
+    expect_config_error(fmt("{\"kind\":\"confidential\",\"authority\":\"%s\",\"client_id\":\"x\"}", authority),
+                        MTLSPOP_E_INVALID_ARG, "invalid_argument", "exactly one of config.certificate and config.secret");
+    expect_config_error("{\"kind\":\"confidential\",\"identity\":{\"type\":\"system\"}}", MTLSPOP_E_INVALID_ARG,
+                        "invalid_argument", "unknown key \"identity\"");
+}
+
 static void test_user_assigned(void) {
     struct { const char *type, *id; } ids[] = {
         {"client_id", uami_client_id}, {"resource_id", uami_resource_id}, {"object_id", uami_object_id}};
@@ -1110,6 +1153,7 @@ static const test tests[] = {
     {"pop", test_pop},
     {"bearer", test_bearer},
     {"user_assigned", test_user_assigned},
+    {"confidential", test_confidential},
     {"acquire_errors", test_acquire_errors},
     {"env_and_trust", test_env_and_trust},
     {"call", test_call},
