@@ -28,6 +28,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -361,6 +362,10 @@ func (c *Client) plan(ctx context.Context, pop bool) (plan, error) {
 	case credAssertionFunc:
 		a, err := c.cred.assertionFunc(ctx, AssertionRequest{ClientID: c.clientID, TokenEndpoint: c.auth.tokenURL()})
 		if err != nil {
+			var te *token.Error
+			if errors.As(err, &te) {
+				return plan{}, err // leg 1's own error (a managed identity, another client) keeps its code
+			}
 			return plan{}, token.Wrap(token.CodeInvalidArgument, err, "confidential: the assertion callback failed")
 		}
 		if a.Assertion == "" {

@@ -281,8 +281,18 @@ func TestErrorCodes(t *testing.T) {
 	if emu.Requests(emulator.EndpointToken)+emu.Requests(emulator.EndpointAuthorityToken) != 0 {
 		t.Fatal("a request was sent for an mTLS call without a certificate")
 	}
+	// A leg 1 that fails keeps its own code; a callback's plain error is an invalid argument.
+	failing := func(err error) confidential.Credential {
+		return confidential.AssertionFunc(func(context.Context, confidential.AssertionRequest) (confidential.Assertion, error) {
+			return confidential.Assertion{}, err
+		})
+	}
+	_, err := client(t, emu, app.ClientID, failing(token.Errorf(token.CodeManagedIdentityUnreachable, "leg 1 down"))).AcquireTokenForClient(ctx, scopes)
+	wantCode(t, err, token.CodeManagedIdentityUnreachable)
+	_, err = client(t, emu, app.ClientID, failing(errors.New("no assertion today"))).AcquireTokenForClient(ctx, scopes)
+	wantCode(t, err, token.CodeInvalidArgument)
 	// Wrong secret, unregistered certificate, forged assertion: invalid_client from the STS.
-	_, err := client(t, emu, app.ClientID, confidential.Secret("wrong")).AcquireTokenForClient(ctx, scopes)
+	_, err = client(t, emu, app.ClientID, confidential.Secret("wrong")).AcquireTokenForClient(ctx, scopes)
 	wantCode(t, err, token.CodeInvalidClient)
 	_, err = client(t, emu, app.ClientID, confidential.Certificate(selfSigned(t))).AcquireTokenForClient(ctx, scopes)
 	wantCode(t, err, token.CodeInvalidClient)
