@@ -43,7 +43,6 @@ import (
 	"github.com/mtlspop/mtlspop/core/internal/wire"
 	"github.com/mtlspop/mtlspop/core/mtls"
 	"github.com/mtlspop/mtlspop/core/token"
-	"github.com/mtlspop/mtlspop/core/version"
 )
 
 // Client assertion types.
@@ -458,61 +457,16 @@ func (c *Client) request(ctx context.Context, p plan, scopes []string, o acquire
 	if o.claims != "" {
 		form.Set("claims", o.claims)
 	}
-	body := form.Encode()
-	correlationID := wire.NewGUID()
 	w := &wire.Client{HTTP: c.pool.Client(p.cert), Sleep: c.cfg.retryWait, Logger: c.cfg.logger, Now: c.cfg.now}
-	policy := wire.STS
-	resp, err := w.Do(ctx, policy, func(ctx context.Context) (*http.Request, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.endpoint, strings.NewReader(body))
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Accept", "application/json")
-		req.Header.Set("client-request-id", correlationID)
-		req.Header.Set("return-client-request-id", "true")
-		req.Header.Set("x-client-SKU", version.SKU)
-		req.Header.Set("x-client-Ver", version.Version)
-		req.Header.Set("x-ms-lib-capability", "retry-after, h429")
-		return req, nil
-	})
+	t, err := w.PostToken(ctx, wire.STS, p.endpoint, form, o.pop, "confidential")
 	if err != nil {
-		return token.Result{}, annotate(err, correlationID)
+		return token.Result{}, err
 	}
-	if resp.Status != http.StatusOK {
-		code := token.CodeSTSError
-		switch {
-		case wire.ParseError(resp.Body).Code == "invalid_client":
-			code = token.CodeInvalidClient
-		case resp.Status >= 500:
-			code = token.CodeServiceNotAvailable
-		}
-		return token.Result{}, annotate(wire.StatusError(code, "confidential", "token request", resp), correlationID)
-	}
-	t, err := wire.ParseToken(resp.Body, c.cfg.now(), wire.FromSTS)
-	if err == nil {
-		t.TokenType, err = wire.CheckTokenType(o.pop, t.TokenType)
-	}
-	if err != nil {
-		return token.Result{}, annotate(err, correlationID)
-	}
-	r := token.Result{AccessToken: t.AccessToken, TokenType: t.TokenType, ExpiresOn: t.ExpiresOn, RefreshOn: t.RefreshOn}
+	r := t.Result()
 	if o.pop {
 		r = r.Bind(p.cert) // a Bearer token over mTLS has no binding certificate, as in MSAL
 	}
 	return r, nil
-}
-
-func annotate(err error, correlationID string) error {
-	if e, ok := err.(*token.Error); ok {
-		if e.Source == "" {
-			e.Source = "confidential"
-		}
-		if e.CorrelationID == "" {
-			e.CorrelationID = correlationID
-		}
-	}
-	return err
 }
 
 // Do sends req to a resource with res's token, over mutual TLS with its binding certificate for

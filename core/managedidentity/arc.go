@@ -106,11 +106,11 @@ func (s *arc) bearer(ctx context.Context, c *Client, resource, _ string) (token.
 	}
 	dir, err := arcKeyDir(c)
 	if err != nil {
-		return token.Result{}, annotate(err, s.name(), correlationID)
+		return token.Result{}, wire.Annotate(err, s.name(), correlationID)
 	}
 	secret, err := arcSecret(resp.Header.Get("WWW-Authenticate"), dir)
 	if err != nil {
-		return token.Result{}, annotate(err, s.name(), correlationID)
+		return token.Result{}, wire.Annotate(err, s.name(), correlationID)
 	}
 	second := call(secret)
 	resp, err = second.fetch(ctx, c, correlationID)
@@ -124,7 +124,7 @@ func (s *arc) bearer(ctx context.Context, c *Client, resource, _ string) (token.
 	if !arcEchoed(c.id, t) {
 		e := selectorError(token.CodeUserAssignedNotSupported, SourceAzureArc,
 			"Azure Arc did not confirm the requested user-assigned identity (%s) in its answer; an agent without user-assigned support answers for the system-assigned identity, so the token is refused", kindName(c.id))
-		return token.Result{}, annotate(e, s.name(), correlationID)
+		return token.Result{}, wire.Annotate(e, s.name(), correlationID)
 	}
 	return r, nil
 }

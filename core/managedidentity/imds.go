@@ -58,18 +58,5 @@ func miTransportError(err error, source, correlationID string) error {
 	if e, ok := err.(*token.Error); ok && e.Code == token.CodeNetwork {
 		e.Code = token.CodeManagedIdentityUnreachable
 	}
-	return annotate(err, source, correlationID)
-}
-
-// annotate fills the source and correlation id of a *token.Error that lacks them.
-func annotate(err error, source, correlationID string) error {
-	if e, ok := err.(*token.Error); ok {
-		if e.Source == "" {
-			e.Source = source
-		}
-		if e.CorrelationID == "" {
-			e.CorrelationID = correlationID
-		}
-	}
-	return err
+	return wire.Annotate(err, source, correlationID)
 }

@@ -18,7 +18,6 @@ import (
 	"github.com/mtlspop/mtlspop/core/keys"
 	"github.com/mtlspop/mtlspop/core/mtls"
 	"github.com/mtlspop/mtlspop/core/token"
-	"github.com/mtlspop/mtlspop/core/version"
 )
 
 // IMDSv2: mTLS proof-of-possession tokens (reference/msal-dotnet-mtlspop.md §1).
@@ -111,7 +110,7 @@ func (c *Client) mint(ctx context.Context, s *imds, replacing bool) (*binding, e
 	correlationID := wire.NewGUID()
 	meta, err := c.platformMetadata(ctx, s, correlationID)
 	if err != nil {
-		return nil, annotate(err, sourceIMDSv2, correlationID)
+		return nil, wire.Annotate(err, sourceIMDSv2, correlationID)
 	}
 	if replacing {
 		if err := c.cfg.keys.Rotate(ctx, slot); err != nil {
@@ -125,24 +124,24 @@ func (c *Client) mint(ctx context.Context, s *imds, replacing bool) (*binding, e
 	var attestation string
 	if c.cfg.attest {
 		if attestation, err = c.attestations.token(ctx, meta.AttestationEndpoint, key, c.cfg.now()); err != nil {
-			return nil, annotate(err, sourceIMDSv2, correlationID)
+			return nil, wire.Annotate(err, sourceIMDSv2, correlationID)
 		}
 	}
 	csr, err := keys.IMDSCSR(key, meta.ClientID, meta.TenantID, meta.CUID)
 	if err != nil {
 		if token.CodeOf(err) != token.CodeInvalidArgument {
-			return nil, annotate(err, sourceIMDSv2, correlationID) // the key could not sign
+			return nil, wire.Annotate(err, sourceIMDSv2, correlationID) // the key could not sign
 		}
 		return nil, &token.Error{Code: token.CodeManagedIdentityRequestFailed, Source: sourceIMDSv2,
 			CorrelationID: correlationID, Message: "getplatformmetadata returned values a CSR cannot carry", Err: err}
 	}
 	cred, err := c.issueCredential(ctx, s, wire.IssueCredentialRequest{CSR: csr, AttestationToken: attestation}, correlationID)
 	if err != nil {
-		return nil, annotate(err, sourceIMDSv2, correlationID)
+		return nil, wire.Annotate(err, sourceIMDSv2, correlationID)
 	}
 	b, err := c.bind(cred, key)
 	if err != nil {
-		return nil, annotate(err, sourceIMDSv2, correlationID)
+		return nil, wire.Annotate(err, sourceIMDSv2, correlationID)
 	}
 	if store, ok := c.cfg.keys.(keys.CertificateStore); ok {
 		rec := keys.CertificateRecord{DER: b.cert.Leaf.Raw, ClientID: cred.ClientID, TenantID: cred.TenantID, Endpoint: cred.MTLSAuthenticationEndpoint}
@@ -321,43 +320,10 @@ func (c *Client) tokenLeg(ctx context.Context, b *binding, resource, claims stri
 	if claims != "" {
 		form.Set("claims", claims)
 	}
-	body := form.Encode()
-	correlationID := wire.NewGUID()
 	w := &wire.Client{HTTP: c.pool.Client(b.cert), Sleep: c.cfg.retryWait, Logger: c.cfg.logger, Now: c.cfg.now}
-	resp, err := w.Do(ctx, c.policy(wire.STS), func(ctx context.Context) (*http.Request, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.tokenURL, strings.NewReader(body))
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Accept", "application/json")
-		req.Header.Set("client-request-id", correlationID)
-		req.Header.Set("return-client-request-id", "true")
-		req.Header.Set("x-client-SKU", version.SKU)
-		req.Header.Set("x-client-Ver", version.Version)
-		req.Header.Set("x-ms-lib-capability", "retry-after, h429")
-		return req, nil
-	})
+	t, err := w.PostToken(ctx, c.policy(wire.STS), b.tokenURL, form, true, sourceIMDSv2)
 	if err != nil {
-		return token.Result{}, annotate(err, sourceIMDSv2, correlationID)
+		return token.Result{}, err
 	}
-	if resp.Status != http.StatusOK {
-		code := token.CodeSTSError
-		switch {
-		case wire.ParseError(resp.Body).Code == "invalid_client":
-			code = token.CodeInvalidClient
-		case resp.Status >= 500:
-			code = token.CodeServiceNotAvailable
-		}
-		return token.Result{}, annotate(wire.StatusError(code, sourceIMDSv2, "token request", resp), sourceIMDSv2, correlationID)
-	}
-	t, err := wire.ParseToken(resp.Body, c.cfg.now(), wire.FromSTS)
-	if err == nil {
-		t.TokenType, err = wire.CheckTokenType(true, t.TokenType)
-	}
-	if err != nil {
-		return token.Result{}, annotate(err, sourceIMDSv2, correlationID)
-	}
-	r := token.Result{AccessToken: t.AccessToken, TokenType: t.TokenType, ExpiresOn: t.ExpiresOn, RefreshOn: t.RefreshOn}
-	return r.Bind(b.cert), nil
+	return t.Result().Bind(b.cert), nil
 }

@@ -199,7 +199,7 @@ func (m miCall) parse(c *Client, resp *wire.Response, correlationID string) (wir
 		t.TokenType, err = wire.CheckTokenType(false, t.TokenType)
 	}
 	if err != nil {
-		return wire.Token{}, token.Result{}, annotate(err, m.source, correlationID)
+		return wire.Token{}, token.Result{}, wire.Annotate(err, m.source, correlationID)
 	}
 	return t, token.Result{AccessToken: t.AccessToken, TokenType: t.TokenType, ExpiresOn: t.ExpiresOn, RefreshOn: t.RefreshOn}, nil
 }
