@@ -34,7 +34,6 @@ import (
 // the core client (its cache hit), then, under mu, check that the entry's current C image is of
 // the token returned and take a reference to it. No allocation and one cgo crossing in all.
 type client struct {
-	key     keyConfig       // to release a shared TPM provider on close
 	tc      backend         // the managed identity or confidential client
 	ctx     context.Context // canceled by close: every call of this client derives from it
 	cancel  context.CancelFunc
@@ -96,7 +95,7 @@ func newClient(config string, given bool) (*client, error) {
 	}
 	var tc backend
 	if cfg.app != nil {
-		tc, err = newConfidential(cfg, getenv, roots, logger)
+		tc, err = newConfidential(cfg, cfg.app, getenv, roots, logger)
 	} else {
 		tc, err = newManagedIdentity(cfg, getenv, roots, logger)
 	}
@@ -104,7 +103,6 @@ func newClient(config string, given bool) (*client, error) {
 		return nil, err
 	}
 	cl := &client{
-		key:      cfg.key,
 		tc:       tc,
 		defOpts:  newAcquireOptions(cfg.pop, false, "", 0),
 		timeout:  cfg.timeout,
@@ -143,13 +141,18 @@ func newManagedIdentity(cfg clientConfig, getenv func(string) string, roots *x50
 		}
 		return nil, err
 	}
-	return miBackend{mi}, nil
+	return miBackend{mi, cfg.key}, nil
 }
 
-func newConfidential(cfg clientConfig, getenv func(string) string, roots *x509.CertPool, logger *slog.Logger) (backend, error) {
-	a := cfg.app
+func newConfidential(cfg clientConfig, a *appConfig, getenv func(string) string, roots *x509.CertPool, logger *slog.Logger) (backend, error) {
 	var cred confidential.Credential
+	var leg1 backend
 	switch {
+	case a.leg1 != nil:
+		var err error
+		if leg1, cred, err = newLeg1(cfg, a.leg1, roots, logger); err != nil {
+			return nil, err
+		}
 	case a.certFile != "":
 		pair, err := tls.LoadX509KeyPair(a.certFile, a.keyFile)
 		if err != nil {
@@ -175,9 +178,31 @@ func newConfidential(cfg clientConfig, getenv func(string) string, roots *x509.C
 	}
 	cc, err := confidential.New(a.authority, a.clientID, cred, opts...)
 	if err != nil {
+		if leg1 != nil {
+			_ = leg1.Close()
+		}
 		return nil, err
 	}
-	return ccBackend{cc}, nil
+	return ccBackend{cc, leg1}, nil
+}
+
+// newLeg1 builds leg 1 of a two-leg FIC and the assertion callback that asks it for tokens. The
+// leg-1 client belongs to the leg-2 client and is closed with it.
+func newLeg1(cfg clientConfig, l *leg1Config, roots *x509.CertPool, logger *slog.Logger) (backend, confidential.Credential, error) {
+	if l.mi != nil {
+		sub := cfg
+		sub.id, sub.key, sub.imds = l.mi.id, l.mi.key, l.mi.imds
+		mi, err := newManagedIdentity(sub, liveEnv(map[string]string{imdsEnv: l.mi.imds}), roots, logger)
+		if err != nil {
+			return nil, confidential.Credential{}, err
+		}
+		return mi, confidential.AssertionFunc(confidential.FromManagedIdentity(mi.(miBackend).Client, l.pop)), nil
+	}
+	cc, err := newConfidential(cfg, l.app, liveEnv(nil), roots, logger)
+	if err != nil {
+		return nil, confidential.Credential{}, err
+	}
+	return cc, confidential.AssertionFunc(confidential.FromConfidentialClient(cc.(ccBackend).Client, l.pop)), nil
 }
 
 // liveEnv reads variables through libc getenv, so that what a host set after loading the library
@@ -212,10 +237,7 @@ func (cl *client) close() {
 		return
 	}
 	cl.cancel()
-	_ = cl.tc.Close()
-	if cl.key.provider == providerTPM {
-		releaseTPM(cl.key.device, cl.key.stateDir)
-	}
+	_ = cl.tc.Close() // releases its TPM provider, and its leg-1 client's
 	var imgs []image
 	cl.mu.Lock()
 	cl.released = true

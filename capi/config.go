@@ -40,6 +40,14 @@ type appConfig struct {
 	certFile, keyFile, secret string
 	sendX5C                   bool
 	region, mtlsEndpoint      string
+	leg1                      *leg1Config // federated: leg 1 of a two-leg FIC
+}
+
+// leg1Config is config.federated: a managed identity or a confidential client.
+type leg1Config struct {
+	mi  *clientConfig
+	app *appConfig
+	pop bool // leg 1's token is an mTLS PoP token, so leg 2 is a bound FIC over mTLS
 }
 
 // keyConfig is config.key: where binding keys live.
@@ -70,8 +78,11 @@ func parseClientConfig(data string, given bool) (clientConfig, error) {
 		if err := o.allow("kind", "identity", "mtls_pop", "key", "endpoints", "ca_file", "timeout_ms", "log_level"); err != nil {
 			return cfg, err
 		}
+		if err := parseManagedIdentity(o, &cfg); err != nil {
+			return cfg, err
+		}
 	case kindConfidential:
-		if err := o.allow("kind", "authority", "client_id", "certificate", "secret", "region", "mtls_endpoint",
+		if err := o.allow("kind", "authority", "client_id", "certificate", "secret", "federated", "region", "mtls_endpoint",
 			"mtls_pop", "ca_file", "timeout_ms", "log_level"); err != nil {
 			return cfg, err
 		}
@@ -81,32 +92,8 @@ func parseClientConfig(data string, given bool) (clientConfig, error) {
 	default:
 		return cfg, argErrorf("config.kind %q is not supported (supported: %q, %q)", kind, kindManagedIdentity, kindConfidential)
 	}
-	if id, ok, err := o.sub("identity"); err != nil {
-		return cfg, err
-	} else if ok {
-		if cfg.id, err = parseIdentity(id); err != nil {
-			return cfg, err
-		}
-	}
 	if cfg.pop, _, err = o.boolean("mtls_pop"); err != nil {
 		return cfg, err
-	}
-	if key, ok, err := o.sub("key"); err != nil {
-		return cfg, err
-	} else if ok {
-		if cfg.key, err = parseKey(key); err != nil {
-			return cfg, err
-		}
-	}
-	if ep, ok, err := o.sub("endpoints"); err != nil {
-		return cfg, err
-	} else if ok {
-		if err := ep.allow("imds"); err != nil {
-			return cfg, err
-		}
-		if cfg.imds, _, err = ep.nonEmpty("imds"); err != nil {
-			return cfg, err
-		}
 	}
 	if cfg.caFile, _, err = o.nonEmpty("ca_file"); err != nil {
 		return cfg, err
@@ -124,6 +111,77 @@ func parseClientConfig(data string, given bool) (clientConfig, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// parseManagedIdentity reads a managed identity's members: identity, key, endpoints.
+func parseManagedIdentity(o *object, cfg *clientConfig) error {
+	if id, ok, err := o.sub("identity"); err != nil {
+		return err
+	} else if ok {
+		if cfg.id, err = parseIdentity(id); err != nil {
+			return err
+		}
+	}
+	if key, ok, err := o.sub("key"); err != nil {
+		return err
+	} else if ok {
+		if cfg.key, err = parseKey(key); err != nil {
+			return err
+		}
+	}
+	if ep, ok, err := o.sub("endpoints"); err != nil {
+		return err
+	} else if ok {
+		if err := ep.allow("imds"); err != nil {
+			return err
+		}
+		if cfg.imds, _, err = ep.nonEmpty("imds"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseFederated reads config.federated: leg 1 of a two-leg FIC, a managed identity or another
+// confidential client, whose token for api://AzureADTokenExchange is this client's assertion.
+func parseFederated(o *object) (*leg1Config, error) {
+	if err := o.allow("managed_identity", "confidential", "mtls_pop"); err != nil {
+		return nil, err
+	}
+	l := &leg1Config{pop: true}
+	if pop, ok, err := o.boolean("mtls_pop"); err != nil {
+		return nil, err
+	} else if ok {
+		l.pop = pop
+	}
+	mi, hasMI, err := o.sub("managed_identity")
+	if err != nil {
+		return nil, err
+	}
+	cc, hasCC, err := o.sub("confidential")
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case hasMI == hasCC:
+		return nil, argErrorf("config.federated needs exactly one of managed_identity and confidential")
+	case hasMI:
+		if err := mi.allow("identity", "key", "endpoints"); err != nil {
+			return nil, err
+		}
+		l.mi = &clientConfig{id: managedidentity.SystemAssigned(), key: keyConfig{provider: providerSoftware}}
+		if err := parseManagedIdentity(mi, l.mi); err != nil {
+			return nil, err
+		}
+	default:
+		if err := cc.allow("authority", "client_id", "certificate", "secret", "region", "mtls_endpoint"); err != nil {
+			return nil, err
+		}
+		if l.app, err = parseApp(cc); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
 }
 
 func parseApp(o *object) (*appConfig, error) {
@@ -163,8 +221,21 @@ func parseApp(o *object) (*appConfig, error) {
 			return nil, err
 		}
 	}
-	if (a.certFile == "") == (a.secret == "") {
-		return nil, argErrorf("a confidential client needs exactly one of config.certificate and config.secret")
+	if fed, ok, err := o.sub("federated"); err != nil {
+		return nil, err
+	} else if ok {
+		if a.leg1, err = parseFederated(fed); err != nil {
+			return nil, err
+		}
+	}
+	n := 0
+	for _, has := range []bool{a.certFile != "", a.secret != "", a.leg1 != nil} {
+		if has {
+			n++
+		}
+	}
+	if n != 1 {
+		return nil, argErrorf("a confidential client needs exactly one of config.certificate, config.secret and config.federated")
 	}
 	if a.region, _, err = o.nonEmpty("region"); err != nil {
 		return nil, err

@@ -192,8 +192,17 @@ int mtlspop_error_free(mtlspop_error *err);
  *     "authority":     "https://login.microsoftonline.com/<tenant>",   required
  *     "client_id":     "<app id>",                                   required
  *     "certificate":   {"cert_file": "cert.pem", "key_file": "key.pem", "send_x5c": false}
- *   | "secret":        "...",                 exactly one of certificate and secret; only a
- *                                            certificate can do mTLS PoP
+ *   | "secret":        "...",                 exactly one of certificate, secret and federated;
+ *                                            a secret cannot do mTLS PoP
+ *   | "federated":     {"managed_identity": {"identity": ..., "key": ..., "endpoints": ...}
+ *                     | "confidential": {"authority", "client_id", "certificate" | "secret", ...},
+ *                      "mtls_pop": true}     two-leg FIC: leg 1 (this host's managed identity, or
+ *                                            another app) gets a token for
+ *                                            api://AzureADTokenExchange, this client presents it
+ *                                            as its assertion; with "mtls_pop" (default) leg 1's
+ *                                            token is bound and this client goes over mTLS with
+ *                                            its certificate (bound FIC). Leg 1 is owned by, and
+ *                                            freed with, this client.
  *     "region":        "westus3",             the mTLS endpoint's region (default: MSAL_FORCE_REGION,
  *                                            REGION_NAME, else the global endpoint)
  *     "mtls_endpoint": "https://host:port",   the mTLS token host, instead of deriving it from the

@@ -437,9 +437,29 @@ static void test_confidential(void) {
     expect_config_error("{\"kind\":\"confidential\",\"client_id\":\"x\",\"secret\":\"y\"}", MTLSPOP_E_INVALID_ARG,
                         "invalid_argument", "config.authority is required");
     expect_config_error(fmt("{\"kind\":\"confidential\",\"authority\":\"%s\",\"client_id\":\"x\"}", authority),
-                        MTLSPOP_E_INVALID_ARG, "invalid_argument", "exactly one of config.certificate and config.secret");
+                        MTLSPOP_E_INVALID_ARG, "invalid_argument", "exactly one of config.certificate, config.secret and config.federated");
     expect_config_error("{\"kind\":\"confidential\",\"identity\":{\"type\":\"system\"}}", MTLSPOP_E_INVALID_ARG,
                         "invalid_argument", "unknown key \"identity\"");
+
+    /* Two-leg FIC: leg 1 is this host's managed identity (a bound PoP token), leg 2 the app
+     * presenting it as a jwt-pop assertion over mTLS with leg 1's certificate. */
+    mtlspop_client *f = client(fmt("{\"kind\":\"confidential\",\"authority\":\"%s\",\"client_id\":\"%s\","
+                                   "\"federated\":{\"managed_identity\":{\"identity\":{\"type\":\"system\"}}},"
+                                   "\"mtls_endpoint\":\"%s\",\"mtls_pop\":true,\"log_level\":\"off\"}",
+                                   authority, client_id, mtls));
+    mtlspop_token *ft = acquire(f, scope, NULL);
+    CHECK_STR(mtlspop_token_type(ft), "mtls_pop");
+    EXPECT(mtlspop_call(f, ft, fmt("{\"url\":\"%s\"}", resource_url), &r, &err), err, MTLSPOP_OK, NULL);
+    CHECK(mtlspop_response_status(r) == 200);
+    mtlspop_response_free(r);
+    mtlspop_token_free(ft);
+    mtlspop_client_free(f);
+    expect_config_error(fmt("{\"kind\":\"confidential\",\"authority\":\"%s\",\"client_id\":\"x\","
+                            "\"federated\":{\"managed_identity\":{},\"confidential\":{}}}", authority),
+                        MTLSPOP_E_INVALID_ARG, "invalid_argument", "exactly one of managed_identity and confidential");
+    expect_config_error(fmt("{\"kind\":\"confidential\",\"authority\":\"%s\",\"client_id\":\"x\",\"secret\":\"s\","
+                            "\"federated\":{\"managed_identity\":{}}}", authority),
+                        MTLSPOP_E_INVALID_ARG, "invalid_argument", "exactly one of config.certificate, config.secret and config.federated");
 }
 
 static void test_user_assigned(void) {
