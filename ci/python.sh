@@ -121,7 +121,7 @@ test_python() {
   # check that mtlspop comes from the venv. `timeout` bounds a hang that escaped every test's
   # own bound.
   (cd "$pyout/testrun" && PYTHONDONTWRITEBYTECODE=1 MTLSPOP_CLI="$out/mtlspop" \
-    MTLSPOP_TEST_VENV="$venv" MTLSPOP_HEADER="$root/include/mtlspop.h" \
+    MTLSPOP_TEST_VENV="$venv" MTLSPOP_HEADER="$root/include/mtlspop.h" MTLSPOP_SOURCE_ROOT="$root" \
     timeout 300 "$venv/bin/python" -m pytest -q -rs --rootdir "$src" -c "$src/pyproject.toml" \
     "$src/tests")
   log "mypy --strict: the installed package (py.typed) and a typed caller"

@@ -14,7 +14,7 @@ Resource servers verify incoming tokens with :func:`verify`. Library logs go to 
 """
 
 from . import _ffi
-from ._client import ManagedIdentityClient
+from ._client import ConfidentialClient, FromConfidentialClient, FromManagedIdentity, ManagedIdentityClient
 from ._errors import (
     CanceledError,
     ClosedError,
@@ -74,6 +74,9 @@ __all__ = [
     "InvalidTokenError",
     "KeyProvider",
     "ManagedIdentityClient",
+    "ConfidentialClient",
+    "FromManagedIdentity",
+    "FromConfidentialClient",
     "ManagedIdentityUnavailableError",
     "ManagedIdentityUnreachableError",
     "MtlsPopError",

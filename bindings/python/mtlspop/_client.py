@@ -1,4 +1,5 @@
-"""ManagedIdentityClient: a managed identity, its token cache, and calls to resources."""
+"""ManagedIdentityClient and ConfidentialClient: token caches over the library's clients, and
+calls to resources."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import weakref
 from ctypes import addressof, byref, c_size_t, c_uint64, c_void_p, string_at
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple, TypeVar, Union
 
 from . import _errors, _ffi, _logging
 from ._errors import _check
@@ -32,6 +33,7 @@ from ._types import (
 )
 
 _MAX_TIMEOUT_S = 86400.0
+_C = TypeVar("_C", bound="_Client")
 # Bound of a client's acquisition keys (see _Key); past it, acquisitions still work, only
 # without the memo.
 _MAX_KEYS = 1024
@@ -95,7 +97,7 @@ class _Request:
 
     def __init__(self, loop: asyncio.AbstractEventLoop,
                  future: "asyncio.Future[AuthenticationResult]",
-                 client: "ManagedIdentityClient", key: "_Key") -> None:
+                 client: "_Client", key: "_Key") -> None:
         self.loop = loop
         self.future = future
         self.client = client
@@ -155,7 +157,7 @@ _ffi.keep_alive(_DONE)
 # --------------------------------------------------------------------------------------------
 # the client
 
-_clients: "weakref.WeakSet[ManagedIdentityClient]" = weakref.WeakSet()
+_clients: "weakref.WeakSet[_Client]" = weakref.WeakSet()
 
 
 def _key_config(key: Optional[KeyProvider]) -> Optional[Dict[str, Any]]:
@@ -170,63 +172,14 @@ def _key_config(key: Optional[KeyProvider]) -> Optional[Dict[str, Any]]:
     raise TypeError(f'key must be "software", "tpm", SoftwareKey() or TPMKey(...), not {key!r}')
 
 
-class ManagedIdentityClient:
-    """A managed identity and its token cache.
-
-    Create one per identity and keep it: it holds the cache, the binding key and certificate,
-    and pooled connections. Thread-safe, and usable from asyncio. The environment
-    (``AZURE_POD_IDENTITY_AUTHORITY_HOST``, ``IDENTITY_ENDPOINT``, ``SSL_CERT_FILE``, ...) is read
-    when the client is created.
-
-    Args:
-        identity: :class:`SystemAssigned` (the default) or :class:`UserAssigned`.
-        mtls_pop: the default token type of acquisitions: True for mTLS PoP (certificate-bound)
-            tokens, False for Bearer.
-        key: where binding keys live: ``"software"`` (the default, in memory) or a
-            :class:`TPMKey`.
-        timeout: bound, in seconds, of a call that has to go to the network (default 60).
-        ca_file: extra trust anchors (PEM), added to the system roots and ``SSL_CERT_FILE``.
-        imds_endpoint: the IMDS base URL, overriding ``AZURE_POD_IDENTITY_AUTHORITY_HOST``.
-
-    Raises:
-        InvalidArgumentError: a bad argument, or a ``ca_file`` that cannot be read.
-    """
+class _Client:
+    """What both clients share: the library handle, the acquisition memo, asynchronous
+    acquisition, calls to resources, and the lifecycle."""
 
     _h: Optional[int] = None
 
-    def __init__(
-        self,
-        identity: Optional[Identity] = None,
-        *,
-        mtls_pop: bool = False,
-        key: Optional[KeyProvider] = None,
-        timeout: Optional[float] = None,
-        ca_file: Optional[StrPath] = None,
-        imds_endpoint: Optional[str] = None,
-    ) -> None:
-        if identity is None:
-            identity = SystemAssigned()
-        if not isinstance(identity, (SystemAssigned, UserAssigned)):
-            raise TypeError(
-                f"identity must be SystemAssigned() or UserAssigned(...), not {identity!r}")
-        cfg: Dict[str, Any] = {
-            "kind": "managed_identity",
-            "identity": identity._config(),
-            "mtls_pop": bool(mtls_pop),
-        }
-        key_cfg = _key_config(key)
-        if key_cfg is not None:
-            cfg["key"] = key_cfg
-        timeout_ms = millis(timeout, "timeout")
-        if timeout_ms is not None:
-            cfg["timeout_ms"] = timeout_ms
-        if ca_file is not None:
-            cfg["ca_file"] = os.fspath(ca_file)
-        if imds_endpoint is not None:
-            cfg["endpoints"] = {"imds": imds_endpoint}
+    def _open(self, cfg: Dict[str, Any]) -> None:
         cfg["log_level"] = _logging.sync()
-        self.identity: Identity = identity
-        self.mtls_pop: bool = bool(mtls_pop)
         self._lock = threading.Lock()  # memo writes, close
         # Per acquisition key (the resource alone for default options, else the tuple of all
         # arguments): the arguments as the library takes them, and the memo of acquire_token.
@@ -257,7 +210,7 @@ class ManagedIdentityClient:
         if h is not None:
             _lib.mtlspop_client_free(h)
 
-    def __enter__(self) -> "ManagedIdentityClient":
+    def __enter__(self: _C) -> _C:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -270,13 +223,11 @@ class ManagedIdentityClient:
             pass
 
     def __reduce__(self) -> Any:
-        raise TypeError("a ManagedIdentityClient holds a library handle of this process and "
+        raise TypeError(f"a {type(self).__name__} holds a library handle of this process and "
                         "cannot be pickled: create one in each process")
 
-    def __repr__(self) -> str:
-        state = "closed" if self._h is None else "open"
-        return (f"ManagedIdentityClient({self.identity!r}, mtls_pop={self.mtls_pop}, "
-                f"{state})")
+    def _state(self) -> str:
+        return "closed" if self._h is None else "open"
 
     # -- acquiring tokens -------------------------------------------------------------------
 
@@ -520,6 +471,225 @@ class ManagedIdentityClient:
         return cached if source == b"cache" else fresh
 
 
+class ManagedIdentityClient(_Client):
+    """A managed identity and its token cache.
+
+    Create one per identity and keep it: it holds the cache, the binding key and certificate,
+    and pooled connections. Thread-safe, and usable from asyncio. The environment
+    (``AZURE_POD_IDENTITY_AUTHORITY_HOST``, ``IDENTITY_ENDPOINT``, ``SSL_CERT_FILE``, ...) is read
+    when the client is created.
+
+    Args:
+        identity: :class:`SystemAssigned` (the default) or :class:`UserAssigned`.
+        mtls_pop: the default token type of acquisitions: True for mTLS PoP (certificate-bound)
+            tokens, False for Bearer.
+        key: where binding keys live: ``"software"`` (the default, in memory) or a
+            :class:`TPMKey`.
+        timeout: bound, in seconds, of a call that has to go to the network (default 60).
+        ca_file: extra trust anchors (PEM), added to the system roots and ``SSL_CERT_FILE``.
+        imds_endpoint: the IMDS base URL, overriding ``AZURE_POD_IDENTITY_AUTHORITY_HOST``.
+
+    Raises:
+        InvalidArgumentError: a bad argument, or a ``ca_file`` that cannot be read.
+    """
+
+    def __init__(
+        self,
+        identity: Optional[Identity] = None,
+        *,
+        mtls_pop: bool = False,
+        key: Optional[KeyProvider] = None,
+        timeout: Optional[float] = None,
+        ca_file: Optional[StrPath] = None,
+        imds_endpoint: Optional[str] = None,
+    ) -> None:
+        if identity is None:
+            identity = SystemAssigned()
+        if not isinstance(identity, (SystemAssigned, UserAssigned)):
+            raise TypeError(
+                f"identity must be SystemAssigned() or UserAssigned(...), not {identity!r}")
+        cfg: Dict[str, Any] = {
+            "kind": "managed_identity",
+            "identity": identity._config(),
+            "mtls_pop": bool(mtls_pop),
+        }
+        key_cfg = _key_config(key)
+        if key_cfg is not None:
+            cfg["key"] = key_cfg
+        timeout_ms = millis(timeout, "timeout")
+        if timeout_ms is not None:
+            cfg["timeout_ms"] = timeout_ms
+        if ca_file is not None:
+            cfg["ca_file"] = os.fspath(ca_file)
+        if imds_endpoint is not None:
+            cfg["endpoints"] = {"imds": imds_endpoint}
+        self.identity: Identity = identity
+        self.mtls_pop: bool = bool(mtls_pop)
+        self._open(cfg)
+
+    def __repr__(self) -> str:
+        return f"ManagedIdentityClient({self.identity!r}, mtls_pop={self.mtls_pop}, {self._state()})"
+
+
+class FromManagedIdentity:
+    """Leg 1 of a two-leg FIC: this host's managed identity. Its token for
+    ``api://AzureADTokenExchange`` is the confidential client's assertion; with ``mtls_pop``
+    (the default) the token is bound to the identity's certificate and the confidential client
+    presents it over mTLS with that certificate (bound FIC)."""
+
+    def __init__(self, identity: Optional[Identity] = None, *, mtls_pop: bool = True,
+                 key: Optional[KeyProvider] = None, imds_endpoint: Optional[str] = None) -> None:
+        if identity is not None and not isinstance(identity, (SystemAssigned, UserAssigned)):
+            raise TypeError(f"identity must be SystemAssigned() or UserAssigned(...), not {identity!r}")
+        self._cfg: Dict[str, Any] = {"managed_identity": {"identity": (identity or SystemAssigned())._config()},
+                                     "mtls_pop": bool(mtls_pop)}
+        key_cfg = _key_config(key)
+        if key_cfg is not None:
+            self._cfg["managed_identity"]["key"] = key_cfg
+        if imds_endpoint is not None:
+            self._cfg["managed_identity"]["endpoints"] = {"imds": imds_endpoint}
+
+    def __repr__(self) -> str:
+        return f"FromManagedIdentity(mtls_pop={self._cfg['mtls_pop']})"
+
+
+class FromConfidentialClient:
+    """Leg 1 of a two-leg FIC: another application (with a certificate or a secret), whose
+    token for ``api://AzureADTokenExchange`` is the confidential client's assertion."""
+
+    def __init__(self, authority: str, client_id: str, *,
+                 certificate: Optional[Tuple[StrPath, StrPath]] = None, secret: Optional[str] = None,
+                 mtls_pop: bool = True, region: Optional[str] = None,
+                 mtls_endpoint: Optional[str] = None) -> None:
+        app = _app_config(authority, client_id, certificate, secret, None, region, mtls_endpoint)
+        self._cfg: Dict[str, Any] = {"confidential": app, "mtls_pop": bool(mtls_pop)}
+
+    def __repr__(self) -> str:
+        return f"FromConfidentialClient(client_id={self._cfg['confidential']['client_id']!r})"
+
+
+Federated = Union[FromManagedIdentity, FromConfidentialClient]
+
+
+def _app_config(authority: str, client_id: str, certificate: Optional[Tuple[StrPath, StrPath]],
+                secret: Optional[str], federated: Optional[Federated], region: Optional[str],
+                mtls_endpoint: Optional[str], send_x5c: bool = False) -> Dict[str, Any]:
+    if not isinstance(authority, str) or not authority:
+        raise TypeError("authority must be a non-empty str, e.g. https://login.microsoftonline.com/<tenant>")
+    if not isinstance(client_id, str) or not client_id:
+        raise TypeError("client_id must be a non-empty str")
+    if sum(x is not None for x in (certificate, secret, federated)) != 1:
+        raise _errors.invalid("give exactly one of certificate=(cert_file, key_file), secret= and federated=")
+    cfg: Dict[str, Any] = {"authority": authority, "client_id": client_id}
+    if certificate is not None:
+        if not (isinstance(certificate, tuple) and len(certificate) == 2):
+            raise TypeError("certificate must be a (cert_file, key_file) tuple of PEM paths")
+        cfg["certificate"] = {"cert_file": os.fspath(certificate[0]), "key_file": os.fspath(certificate[1]),
+                              "send_x5c": bool(send_x5c)}
+    if secret is not None:
+        if not isinstance(secret, str):
+            raise TypeError("secret must be a str")
+        cfg["secret"] = secret
+    if federated is not None:
+        if not isinstance(federated, (FromManagedIdentity, FromConfidentialClient)):
+            raise TypeError("federated must be FromManagedIdentity(...) or FromConfidentialClient(...)")
+        cfg["federated"] = federated._cfg
+    if region is not None:
+        cfg["region"] = region
+    if mtls_endpoint is not None:
+        cfg["mtls_endpoint"] = mtls_endpoint
+    return cfg
+
+
+class ConfidentialClient(_Client):
+    """An application (a confidential client) and its token cache.
+
+    With ``certificate=(cert_file, key_file)`` it gets mTLS PoP tokens on the mtlsauth endpoint,
+    where the certificate authenticates at the TLS layer and the token is bound to it, and Bearer
+    tokens on the classic endpoint with a signed client assertion. ``secret=`` gets Bearer tokens
+    only. ``federated=`` presents another identity's token as the assertion (two-leg FIC; bound
+    FIC over mTLS when leg 1 is PoP). Tokens are cached by the certificate presented, so a
+    rotated certificate never gets a stale token.
+
+    Args:
+        authority: ``https://login.microsoftonline.com/<tenant>``.
+        client_id: the application (client) id.
+        mtls_pop: the default token type of acquisitions.
+        region: the mTLS endpoint's Azure region (default ``MSAL_FORCE_REGION``,
+            ``REGION_NAME``, else the global endpoint).
+        mtls_endpoint: the mTLS token host, for private clouds and the emulator.
+        send_x5c: send the certificate chain in the client assertion (SN/I).
+        timeout, ca_file: as for :class:`ManagedIdentityClient`.
+    """
+
+    def __init__(
+        self,
+        authority: str,
+        client_id: str,
+        *,
+        certificate: Optional[Tuple[StrPath, StrPath]] = None,
+        secret: Optional[str] = None,
+        federated: Optional[Federated] = None,
+        mtls_pop: bool = False,
+        region: Optional[str] = None,
+        mtls_endpoint: Optional[str] = None,
+        send_x5c: bool = False,
+        timeout: Optional[float] = None,
+        ca_file: Optional[StrPath] = None,
+    ) -> None:
+        cfg = _app_config(authority, client_id, certificate, secret, federated, region, mtls_endpoint, send_x5c)
+        cfg["kind"] = "confidential"
+        cfg["mtls_pop"] = bool(mtls_pop)
+        timeout_ms = millis(timeout, "timeout")
+        if timeout_ms is not None:
+            cfg["timeout_ms"] = timeout_ms
+        if ca_file is not None:
+            cfg["ca_file"] = os.fspath(ca_file)
+        self.client_id: str = client_id
+        self.mtls_pop: bool = bool(mtls_pop)
+        self._open(cfg)
+
+    def __repr__(self) -> str:
+        return f"ConfidentialClient(client_id={self.client_id!r}, mtls_pop={self.mtls_pop}, {self._state()})"
+
+    def acquire_token_for_client(
+        self,
+        scopes: Union[str, Sequence[str]],
+        *,
+        mtls_pop: Optional[bool] = None,
+        force_refresh: bool = False,
+        claims: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> AuthenticationResult:
+        """Returns an app-only token for ``scopes`` (e.g. ``"https://vault.azure.net/.default"``),
+        from the cache when possible. See :meth:`ManagedIdentityClient.acquire_token` for the
+        options."""
+        return self.acquire_token(_scopes(scopes), mtls_pop=mtls_pop, force_refresh=force_refresh,
+                                  claims=claims, timeout=timeout)
+
+    async def acquire_token_for_client_async(
+        self,
+        scopes: Union[str, Sequence[str]],
+        *,
+        mtls_pop: Optional[bool] = None,
+        force_refresh: bool = False,
+        claims: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> AuthenticationResult:
+        """:meth:`acquire_token_for_client` for asyncio (see
+        :meth:`ManagedIdentityClient.acquire_token_async`)."""
+        return await self.acquire_token_async(_scopes(scopes), mtls_pop=mtls_pop,
+                                              force_refresh=force_refresh, claims=claims, timeout=timeout)
+
+
+def _scopes(scopes: Union[str, Sequence[str]]) -> str:
+    if isinstance(scopes, str):
+        return scopes
+    if not all(isinstance(x, str) for x in scopes):
+        raise TypeError("scopes must be a str or a sequence of str")
+    return " ".join(scopes)
+
+
 class _Key:
     """One acquisition key of a client: its arguments encoded for the library, and the memo of
     its last result, (access-token address, result as "cache", result as
@@ -575,4 +745,4 @@ atexit.register(_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
-__all__ = ["ManagedIdentityClient"]
+__all__ = ["ManagedIdentityClient", "ConfidentialClient", "FromManagedIdentity", "FromConfidentialClient"]
