@@ -120,13 +120,79 @@ export declare class ManagedIdentityClient implements Disposable {
   constructor(options?: ManagedIdentityClientOptions);
   /** Whether close() has been called. */
   readonly closed: boolean;
-  /** A token for resource (an App ID URI or URL), from the cache when possible. Never blocks the event loop. */
+  /**
+   * A token for resource (an App ID URI or URL), from the cache when possible. A cache hit is
+   * answered at once; on a miss it may block the event loop for at most about 1 ms before the
+   * fetch continues off the loop.
+   */
   acquireToken(resource: string, options?: AcquireTokenOptions): Promise<AuthenticationResult>;
   /** The same, blocking: for hot paths where the token is cached (well under a microsecond). */
   acquireTokenSync(resource: string, options?: AcquireTokenSyncOptions): AuthenticationResult;
   /** Calls a resource with the token (and, for mtls_pop, its certificate in the TLS handshake). */
   call(result: AuthenticationResult, request: CallRequest): Promise<CallResponse>;
   /** Cancels what is in flight, releases the client. Idempotent; later use throws "client_closed". */
+  close(): void;
+  [Symbol.dispose](): void;
+}
+
+/** A confidential client's certificate: PEM files of the certificate and its private key. */
+export interface CertificateOptions {
+  certFile: string;
+  keyFile: string;
+  /** Send the certificate chain (x5c) in client assertions (subject-name/issuer registration). */
+  sendX5c?: boolean;
+}
+
+interface AppOptions {
+  /** "https://login.microsoftonline.com/<tenant>" */
+  authority: string;
+  /** The application (client) id. */
+  clientId: string;
+  /** The mTLS endpoint's Azure region (default MSAL_FORCE_REGION, REGION_NAME, else global). */
+  region?: string;
+  /** The mTLS token host, instead of deriving it from the authority (private clouds, the emulator). */
+  mtlsEndpoint?: string;
+}
+
+type AppCredential =
+  | { certificate: CertificateOptions; secret?: undefined; federated?: undefined }
+  | { secret: string; certificate?: undefined; federated?: undefined }
+  | { federated: FederatedOptions; certificate?: undefined; secret?: undefined };
+
+/**
+ * Leg 1 of a two-leg FIC: a managed identity or another app, whose token for
+ * api://AzureADTokenExchange is the client's assertion. With mtlsPop (the default) leg 1's token
+ * is bound and the client presents it over mTLS with leg 1's certificate (bound FIC).
+ */
+export type FederatedOptions = { mtlsPop?: boolean } & (
+  | { managedIdentity: Omit<ManagedIdentityClientOptions, 'mtlsPop' | 'timeoutMs' | 'caFile'>; confidential?: undefined }
+  | { confidential: AppOptions & ({ certificate: CertificateOptions; secret?: undefined } | { secret: string; certificate?: undefined }); managedIdentity?: undefined }
+);
+
+/** Options of `new ConfidentialClient()`: exactly one of certificate, secret and federated. */
+export type ConfidentialClientOptions = AppOptions &
+  AppCredential & {
+    /** Default token type of acquisitions: true = mtls_pop (needs a certificate or a bound FIC). */
+    mtlsPop?: boolean;
+    timeoutMs?: number;
+    caFile?: string;
+  };
+
+/**
+ * An application (a confidential client) and its token cache: mTLS PoP tokens with its
+ * certificate on the mtlsauth endpoint, Bearer tokens with a client assertion or a secret, and
+ * two-leg FIC. Tokens are cached by the certificate presented.
+ */
+export declare class ConfidentialClient implements Disposable {
+  constructor(options: ConfidentialClientOptions);
+  readonly closed: boolean;
+  /** An app-only token for scopes, e.g. "https://vault.azure.net/.default". */
+  acquireTokenForClient(scopes: string | string[], options?: AcquireTokenOptions): Promise<AuthenticationResult>;
+  /** The same, blocking: for hot paths where the token is cached. */
+  acquireTokenForClientSync(scopes: string | string[], options?: AcquireTokenSyncOptions): AuthenticationResult;
+  acquireToken(scopes: string, options?: AcquireTokenOptions): Promise<AuthenticationResult>;
+  acquireTokenSync(scopes: string, options?: AcquireTokenSyncOptions): AuthenticationResult;
+  call(result: AuthenticationResult, request: CallRequest): Promise<CallResponse>;
   close(): void;
   [Symbol.dispose](): void;
 }
@@ -162,6 +228,7 @@ export type MtlsPopErrorCode =
   | 'user_assigned_managed_identity_not_configurable_at_runtime'
   | 'missing_managed_identity_env_var'
   | 'managed_identity_all_sources_unavailable'
+  | 'tpm_error'
   | 'invalid_token'
   | 'not_found'
   | 'out_of_memory'

@@ -183,11 +183,12 @@ function callHeaders(h) {
 /**
  * A managed identity and its token cache. Create one per identity and keep it.
  */
-class ManagedIdentityClient {
+// TokenClient is what both clients share: the library handle, acquisition, calls, lifecycle.
+class TokenClient {
   #h; // the addon's client external; null once closed
 
-  constructor(options) {
-    this.#h = binding.clientNew(clientConfig(options));
+  constructor(configJSON) {
+    this.#h = binding.clientNew(configJSON);
   }
 
   /** Whether close() has been called. */
@@ -278,10 +279,108 @@ class ManagedIdentityClient {
   [dispose]() {
     this.close();
   }
+}
+
+/** A managed identity and its token cache (include/mtlspop.h, "kind": "managed_identity"). */
+class ManagedIdentityClient extends TokenClient {
+  constructor(options) {
+    super(clientConfig(options));
+  }
 
   get [Symbol.toStringTag]() {
     return 'ManagedIdentityClient';
   }
 }
 
-module.exports = { ManagedIdentityClient, clientConfig, acquireOptions, callRequest };
+const CONFIDENTIAL_OPTIONS = ['authority', 'clientId', 'certificate', 'secret', 'federated', 'mtlsPop', 'region',
+  'mtlsEndpoint', 'timeoutMs', 'caFile'];
+const CERTIFICATE_OPTIONS = ['certFile', 'keyFile', 'sendX5c'];
+const FEDERATED_OPTIONS = ['managedIdentity', 'confidential', 'mtlsPop'];
+const LEG1_APP_OPTIONS = ['authority', 'clientId', 'certificate', 'secret', 'region', 'mtlsEndpoint'];
+const LEG1_MI_OPTIONS = ['clientId', 'resourceId', 'objectId', 'key', 'imdsEndpoint'];
+
+// appConfig is the C ABI's confidential-client members for options (also leg 1's, nested).
+function appConfig(o, name, allowFederated) {
+  const config = { authority: v.string(o.authority, `${name}.authority`), client_id: v.string(o.clientId, `${name}.clientId`) };
+  const given = ['certificate', 'secret', 'federated'].filter((k) => o[k] !== undefined);
+  if (given.length !== 1) {
+    throw v.typeError(`Exactly one of ${name}.certificate, ${name}.secret and ${name}.federated must be given. Received ${given.join(', ') || 'none'}`,
+      'ERR_INVALID_ARG_VALUE');
+  }
+  if (o.certificate !== undefined) {
+    const c = v.options(o.certificate, `${name}.certificate`, CERTIFICATE_OPTIONS, {});
+    config.certificate = { cert_file: v.string(c.certFile, `${name}.certificate.certFile`), key_file: v.string(c.keyFile, `${name}.certificate.keyFile`) };
+    if (c.sendX5c !== undefined) config.certificate.send_x5c = v.boolean(c.sendX5c, `${name}.certificate.sendX5c`);
+  }
+  if (o.secret !== undefined) config.secret = v.string(o.secret, `${name}.secret`);
+  if (o.federated !== undefined) {
+    if (!allowFederated) throw v.typeError(`${name}.federated cannot be nested`, 'ERR_INVALID_ARG_VALUE');
+    config.federated = federatedConfig(o.federated);
+  }
+  if (o.region !== undefined) config.region = v.string(o.region, `${name}.region`);
+  if (o.mtlsEndpoint !== undefined) config.mtls_endpoint = v.string(o.mtlsEndpoint, `${name}.mtlsEndpoint`);
+  return config;
+}
+
+// federatedConfig is config.federated: leg 1 of a two-leg FIC.
+function federatedConfig(options) {
+  const f = v.options(options, 'federated', FEDERATED_OPTIONS, {});
+  if ((f.managedIdentity === undefined) === (f.confidential === undefined)) {
+    throw v.typeError('Exactly one of federated.managedIdentity and federated.confidential must be given', 'ERR_INVALID_ARG_VALUE');
+  }
+  const out = {};
+  if (f.mtlsPop !== undefined) out.mtls_pop = v.boolean(f.mtlsPop, 'federated.mtlsPop');
+  if (f.confidential !== undefined) {
+    out.confidential = appConfig(v.options(f.confidential, 'federated.confidential', LEG1_APP_OPTIONS, {}), 'federated.confidential', false);
+    return out;
+  }
+  const mi = v.options(f.managedIdentity, 'federated.managedIdentity', LEG1_MI_OPTIONS, {});
+  const cfg = JSON.parse(clientConfig(mi) ?? '{}'); // the same members as a ManagedIdentityClient's
+  out.managed_identity = cfg;
+  return out;
+}
+
+// confidentialConfig builds the C ABI's "kind": "confidential" configuration JSON.
+function confidentialConfig(options) {
+  const o = v.options(options, 'options', CONFIDENTIAL_OPTIONS, {});
+  const config = { kind: 'confidential', ...appConfig(o, 'options', true) };
+  if (o.mtlsPop !== undefined) config.mtls_pop = v.boolean(o.mtlsPop, 'mtlsPop');
+  if (o.caFile !== undefined) config.ca_file = v.string(o.caFile, 'caFile');
+  if (o.timeoutMs !== undefined) config.timeout_ms = v.timeoutMs(o.timeoutMs);
+  return JSON.stringify(config);
+}
+
+function scopeString(scopes) {
+  if (typeof scopes === 'string') return scopes;
+  if (Array.isArray(scopes) && scopes.length > 0 && scopes.every((s) => typeof s === 'string' && s !== '' && !/\s/.test(s))) {
+    return scopes.join(' ');
+  }
+  throw v.typeError(`The "scopes" argument must be a string or a non-empty array of strings without spaces. Received ${v.describe(scopes)}`);
+}
+
+/**
+ * An application (a confidential client) and its token cache: mTLS PoP tokens with its
+ * certificate on the mtlsauth endpoint, Bearer tokens with a client assertion or a secret, and
+ * two-leg FIC with `federated` (bound FIC over mTLS when leg 1 is PoP).
+ */
+class ConfidentialClient extends TokenClient {
+  constructor(options) {
+    super(confidentialConfig(options));
+  }
+
+  /** An app-only token for scopes ("https://vault.azure.net/.default"); see acquireToken. */
+  acquireTokenForClient(scopes, options) {
+    return this.acquireToken(scopeString(scopes), options);
+  }
+
+  /** acquireTokenForClient, blocking: for hot paths where the token is cached. */
+  acquireTokenForClientSync(scopes, options) {
+    return this.acquireTokenSync(scopeString(scopes), options);
+  }
+
+  get [Symbol.toStringTag]() {
+    return 'ConfidentialClient';
+  }
+}
+
+module.exports = { ManagedIdentityClient, ConfidentialClient, clientConfig, acquireOptions, callRequest };

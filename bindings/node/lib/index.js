@@ -7,11 +7,12 @@ const binding = require('./binding.js');
 const { MtlsPopError } = require('./error.js');
 const { AuthenticationResult } = require('./result.js');
 const { CallResponse } = require('./response.js');
-const { ManagedIdentityClient } = require('./client.js');
+const { ManagedIdentityClient, ConfidentialClient } = require('./client.js');
 const { Verifier, verify } = require('./verify.js');
 
 module.exports = {
   ManagedIdentityClient,
+  ConfidentialClient,
   AuthenticationResult,
   CallResponse,
   MtlsPopError,

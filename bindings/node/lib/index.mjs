@@ -7,6 +7,7 @@ const mtlspop = require('./index.js');
 
 export const {
   ManagedIdentityClient,
+  ConfidentialClient,
   AuthenticationResult,
   CallResponse,
   MtlsPopError,

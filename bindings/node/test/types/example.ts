@@ -1,5 +1,5 @@
 // Compile-only: index.d.ts as a CommonJS TypeScript user sees it. Never run.
-import { ManagedIdentityClient, MtlsPopError, AuthenticationResult, CallResponse, Verifier, verify, version } from 'mtlspop';
+import { ManagedIdentityClient, ConfidentialClient, MtlsPopError, AuthenticationResult, CallResponse, Verifier, verify, version } from 'mtlspop';
 import type { ManagedIdentityClientOptions, VerifiedToken, MtlsPopErrorCategory } from 'mtlspop';
 
 async function main(): Promise<void> {
@@ -47,3 +47,17 @@ async function main(): Promise<void> {
   await client.call({ url: 'https://x' });
 }
 void main;
+
+// ConfidentialClient: exactly one credential; scopes as a string or an array.
+async function confidentialExample(): Promise<void> {
+  const cc = new ConfidentialClient({ authority: 'https://login.microsoftonline.com/t', clientId: 'c',
+    certificate: { certFile: 'cert.pem', keyFile: 'key.pem' }, mtlsPop: true });
+  const r: AuthenticationResult = await cc.acquireTokenForClient(['https://vault.azure.net/.default']);
+  cc.acquireTokenForClientSync('https://vault.azure.net/.default');
+  const fic = new ConfidentialClient({ authority: 'https://login.microsoftonline.com/t', clientId: 'c',
+    federated: { managedIdentity: { clientId: 'uami' }, mtlsPop: true } });
+  // @ts-expect-error: a secret and a certificate at once
+  new ConfidentialClient({ authority: 'a', clientId: 'c', secret: 's', certificate: { certFile: 'c', keyFile: 'k' } });
+  void r; void fic;
+}
+void confidentialExample;
