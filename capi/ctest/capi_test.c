@@ -107,6 +107,7 @@ static char imds_url[256], v1_url[256], ca_file[1024], resource_url[256], resour
     jwks_url[512], issuer[512], uami_client_id[128], uami_object_id[128], uami_resource_id[512],
     sami_client_id[128];
 static int blackhole_port, closed_port;
+static const char *cli_path; /* the mtlspop binary, argv[1] */
 
 /* A listening socket that never accepts: connections open, requests go unanswered. */
 static int listen_blackhole(int *port) {
@@ -491,6 +492,79 @@ static void test_user_assigned(void) {
     CHECK(at && jwt_claim(at, "appid", appid, sizeof appid) && strcmp(appid, sami_client_id) == 0);
     mtlspop_token_free(t);
     mtlspop_client_free(c);
+}
+
+/* The variables that select a managed-identity source; each source test starts from none. */
+static const char *const source_vars[] = {
+    "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "IDENTITY_SERVER_THUMBPRINT", "MSI_ENDPOINT",
+    "MSI_SECRET", "IMDS_ENDPOINT", "AZURE_POD_IDENTITY_AUTHORITY_HOST", "SSL_CERT_FILE", NULL};
+
+/* One source end to end through the C ABI: a Bearer token for the system-assigned identity,
+ * then a cache hit, then the source's refusal of mTLS PoP, then a call to the resource. */
+static void check_source(const char *const *args) {
+    emu s = {0};
+    if (emu_start(&s, cli_path, args) != 0) {
+        fprintf(stderr, "FAIL %s: cannot start the emulator\n", current);
+        failures++;
+        return;
+    }
+    for (const char *const *k = source_vars; *k; k++) {
+        unsetenv(*k);
+        char v[4096];
+        if (emu_get(&s, "\"env\"", *k, v, sizeof v)) {
+            setenv(*k, v, 1);
+        }
+    }
+    char object_id[128] = "", url[256] = "";
+    emu_get(&s, "\"system_assigned\"", "object_id", object_id, sizeof object_id);
+    emu_get(&s, "\"urls\"", "resource", url, sizeof url);
+    CHECK(getenv("IDENTITY_ENDPOINT") != NULL);
+
+    mtlspop_client *c = client("{\"log_level\":\"off\"}");
+    mtlspop_token *t = acquire(c, resource_id, NULL);
+    char sub[128];
+    CHECK_STR(mtlspop_token_type(t), "Bearer");
+    CHECK_STR(mtlspop_token_source(t), "identity_provider");
+    const char *at = mtlspop_token_access_token(t);
+    CHECK(at && jwt_claim(at, "sub", sub, sizeof sub) && strcmp(sub, object_id) == 0);
+    mtlspop_token *hit = acquire(c, resource_id, NULL);
+    CHECK_STR(mtlspop_token_source(hit), "cache");
+    mtlspop_token *pop = NULL;
+    mtlspop_error *err = NULL;
+    EXPECT(mtlspop_acquire_token(c, resource_id, "{\"mtls_pop\":true}", &pop, &err), err,
+           MTLSPOP_E_UNSUPPORTED, "mtls_pop_not_supported_for_environment");
+    CHECK(pop == NULL);
+    mtlspop_response *r = NULL;
+    EXPECT(mtlspop_call(c, t, fmt("{\"url\":\"%s\"}", url), &r, &err), err, MTLSPOP_OK, NULL);
+    CHECK(mtlspop_response_status(r) == 200);
+    mtlspop_response_free(r);
+    mtlspop_token_free(t);
+    mtlspop_token_free(hit);
+    mtlspop_client_free(c);
+    emu_stop(&s);
+
+    /* Back to the IMDS emulator the other tests use. */
+    for (const char *const *k = source_vars; *k; k++) {
+        unsetenv(*k);
+    }
+    emu_setenv(&E);
+}
+
+/* App Service: IDENTITY_ENDPOINT plus the IDENTITY_HEADER secret. */
+static void test_app_service(void) {
+    const char *args[] = {"--source", "appservice", NULL};
+    check_source(args);
+}
+
+/* Azure Arc: the agent answers 401 naming a key file, which clients read only from
+ * /var/opt/azcmagent/tokens — so the emulator must write there, which needs root. */
+static void test_azure_arc(void) {
+    if (geteuid() != 0) {
+        printf("SKIP %s: the Arc key directory /var/opt/azcmagent/tokens needs root\n", current);
+        return;
+    }
+    const char *args[] = {"--source", "arc", "--arc-key-dir", "/var/opt/azcmagent/tokens", NULL};
+    check_source(args);
 }
 
 static void test_acquire_errors(void) {
@@ -1174,6 +1248,8 @@ static const test tests[] = {
     {"bearer", test_bearer},
     {"user_assigned", test_user_assigned},
     {"confidential", test_confidential},
+    {"app_service", test_app_service},
+    {"azure_arc", test_azure_arc},
     {"acquire_errors", test_acquire_errors},
     {"env_and_trust", test_env_and_trust},
     {"call", test_call},
@@ -1195,6 +1271,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     main_thread = pthread_self();
+    cli_path = argv[1];
     int64_t live0 = mtlspop_live_objects();
     const char *args[] = {"--require-pop", NULL};
     const char *v1args[] = {"--imds-v1-only", NULL};
