@@ -161,8 +161,13 @@ func TestParseAcquireOptions(t *testing.T) {
 	if err != nil || o.pop || !o.force || o.claims != `{"a":1}` || o.timeout != 5*time.Millisecond || len(o.mi) != 2 || len(o.cc) != 2 {
 		t.Fatalf("%+v %v", o, err)
 	}
+	o, err = parseAcquireOptions(`{"cache_only":true}`, false)
+	if err != nil || !o.cacheOnly || o.pop || len(o.mi) != 1 || len(o.cc) != 1 {
+		t.Fatalf("%+v %v", o, err)
+	}
 	for _, tc := range []struct{ opts, msg string }{
 		{`{"force":true}`, `options: unknown key "force"`},
+		{`{"cache_only":1}`, "options.cache_only must be true or false"},
 		{`{"claims":{}}`, "options.claims must be a string"},
 		{`{"timeout_ms":-1}`, "options.timeout_ms"},
 		{`[]`, "options must be a JSON object"},

@@ -104,7 +104,7 @@ func newClient(config string, given bool) (*client, error) {
 	}
 	cl := &client{
 		tc:       tc,
-		defOpts:  newAcquireOptions(cfg.pop, false, "", 0),
+		defOpts:  newAcquireOptions(cfg.pop, false, false, "", 0),
 		timeout:  cfg.timeout,
 		inflight: map[uint64]context.CancelFunc{},
 	}

@@ -329,16 +329,17 @@ func parseLevel(s string) (slog.Level, bool) {
 
 // acquireOptions is a parsed options JSON, with the core options it stands for built once.
 type acquireOptions struct {
-	pop     bool
-	force   bool
-	claims  string
-	timeout time.Duration // 0 = the client's
-	mi      []managedidentity.AcquireOption
-	cc      []confidential.AcquireOption
+	pop       bool
+	force     bool
+	cacheOnly bool
+	claims    string
+	timeout   time.Duration // 0 = the client's
+	mi        []managedidentity.AcquireOption
+	cc        []confidential.AcquireOption
 }
 
-func newAcquireOptions(pop, force bool, claims string, timeout time.Duration) *acquireOptions {
-	o := &acquireOptions{pop: pop, force: force, claims: claims, timeout: timeout}
+func newAcquireOptions(pop, force, cacheOnly bool, claims string, timeout time.Duration) *acquireOptions {
+	o := &acquireOptions{pop: pop, force: force, cacheOnly: cacheOnly, claims: claims, timeout: timeout}
 	if pop {
 		o.mi = append(o.mi, managedidentity.WithMtlsPoP())
 		o.cc = append(o.cc, confidential.WithMtlsPoP())
@@ -346,6 +347,10 @@ func newAcquireOptions(pop, force bool, claims string, timeout time.Duration) *a
 	if force {
 		o.mi = append(o.mi, managedidentity.WithForceRefresh())
 		o.cc = append(o.cc, confidential.WithForceRefresh())
+	}
+	if cacheOnly {
+		o.mi = append(o.mi, managedidentity.WithCacheOnly())
+		o.cc = append(o.cc, confidential.WithCacheOnly())
 	}
 	if claims != "" {
 		o.mi = append(o.mi, managedidentity.WithClaims(claims))
@@ -360,7 +365,7 @@ func parseAcquireOptions(data string, defaultPoP bool) (*acquireOptions, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := o.allow("mtls_pop", "force_refresh", "claims", "timeout_ms"); err != nil {
+	if err := o.allow("mtls_pop", "force_refresh", "cache_only", "claims", "timeout_ms"); err != nil {
 		return nil, err
 	}
 	pop, ok, err := o.boolean("mtls_pop")
@@ -374,6 +379,10 @@ func parseAcquireOptions(data string, defaultPoP bool) (*acquireOptions, error) 
 	if err != nil {
 		return nil, err
 	}
+	cacheOnly, _, err := o.boolean("cache_only")
+	if err != nil {
+		return nil, err
+	}
 	claims, _, err := o.str("claims")
 	if err != nil {
 		return nil, err
@@ -382,5 +391,5 @@ func parseAcquireOptions(data string, defaultPoP bool) (*acquireOptions, error) 
 	if err != nil {
 		return nil, err
 	}
-	return newAcquireOptions(pop, force, claims, timeout), nil
+	return newAcquireOptions(pop, force, cacheOnly, claims, timeout), nil
 }

@@ -66,6 +66,7 @@ var statusByCode = map[token.Code]int{
 	token.CodeTPM:                           statusUnsupported,
 
 	token.CodeInvalidToken: statusInvalidToken,
+	token.CodeNotCached:    statusNotFound,
 	token.CodeInternal:     statusInternal,
 }
 

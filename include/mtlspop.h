@@ -121,7 +121,8 @@ typedef enum mtlspop_status {
                                       "managed_identity_all_sources_unavailable",
                                       "tpm_error": the TPM or its state directory failed) */
     MTLSPOP_E_INVALID_TOKEN = -10, /* mtlspop_verify refused the token ("invalid_token") */
-    MTLSPOP_E_NOT_FOUND     = -11, /* mtlspop_cancel: no such request in flight */
+    MTLSPOP_E_NOT_FOUND     = -11, /* mtlspop_cancel: no such request in flight (no error object);
+                                      a cache_only acquisition found nothing ("not_cached") */
     MTLSPOP_E_NOMEM         = -12, /* out of memory; no error object */
     MTLSPOP_E_INTERNAL      = -13  /* a bug in libmtlspop ("internal_error"); please report it */
 } mtlspop_status;
@@ -236,6 +237,8 @@ int mtlspop_client_free(mtlspop_client *client);
  *   {
  *     "mtls_pop":      true,     override the client's default token type
  *     "force_refresh": false,    skip the cache and fetch a new token
+ *     "cache_only":    false,    never fetch: the cached token, or MTLSPOP_E_NOT_FOUND
+ *                                ("not_cached") at once, for callers that must not block
  *     "claims":        "{...}",  claims challenge (e.g. CAE) to send; always fetches
  *     "timeout_ms":    5000      bound of this call (1 .. 86400000); default: the client's
  *   }

@@ -122,8 +122,7 @@ export declare class ManagedIdentityClient implements Disposable {
   readonly closed: boolean;
   /**
    * A token for resource (an App ID URI or URL), from the cache when possible. A cache hit is
-   * answered at once; on a miss it may block the event loop for at most about 1 ms before the
-   * fetch continues off the loop.
+   * answered at once, without leaving the JS thread; a miss is fetched off the event loop.
    */
   acquireToken(resource: string, options?: AcquireTokenOptions): Promise<AuthenticationResult>;
   /** The same, blocking: for hot paths where the token is cached (well under a microsecond). */

@@ -400,6 +400,31 @@ static void test_bearer(void) {
     mtlspop_client_free(c);
 }
 
+/* "cache_only" answers from the cache or says NOT_FOUND at once; a miss starts no fetch, so a
+ * later cache-only call still misses, and only a real acquisition fills the cache. */
+static void test_cache_only(void) {
+    mtlspop_client *c = client("{\"log_level\":\"off\"}");
+    mtlspop_token *t = NULL;
+    mtlspop_error *err = NULL;
+    const char *only = "{\"cache_only\":true,\"mtls_pop\":true}";
+    for (int i = 0; i < 2; i++) {
+        EXPECT(mtlspop_acquire_token(c, resource_id, only, &t, &err), err, MTLSPOP_E_NOT_FOUND, "not_cached");
+        CHECK(t == NULL);
+        usleep(100 * 1000); /* time for a fetch to land, had the miss started one */
+    }
+    EXPECT(mtlspop_acquire_token(c, resource_id, "{\"cache_only\":true,\"force_refresh\":true}", &t, &err), err,
+           MTLSPOP_E_INVALID_ARG, "invalid_argument");
+    mtlspop_token *fetched = acquire(c, resource_id, "{\"mtls_pop\":true}");
+    CHECK_STR(mtlspop_token_source(fetched), "identity_provider");
+    mtlspop_token *hit = acquire(c, resource_id, only);
+    CHECK_STR(mtlspop_token_source(hit), "cache");
+    CHECK_STR(mtlspop_token_type(hit), "mtls_pop");
+    CHECK_STR(mtlspop_token_access_token(hit), mtlspop_token_access_token(fetched));
+    mtlspop_token_free(fetched);
+    mtlspop_token_free(hit);
+    mtlspop_client_free(c);
+}
+
 /* A confidential client: the emulator's default app, with its certificate on the mTLS endpoint
  * (PoP) and on the classic endpoint (Bearer); the "resource" argument is the scope. */
 static void test_confidential(void) {
@@ -1246,6 +1271,7 @@ static const test tests[] = {
     {"config_errors", test_config_errors},
     {"pop", test_pop},
     {"bearer", test_bearer},
+    {"cache_only", test_cache_only},
     {"user_assigned", test_user_assigned},
     {"confidential", test_confidential},
     {"app_service", test_app_service},

@@ -74,9 +74,10 @@ type config struct {
 }
 
 type acquireConfig struct {
-	pop    bool
-	force  bool
-	claims string
+	pop       bool
+	force     bool
+	cacheOnly bool
+	claims    string
 }
 
 type clientOption func(*config)
@@ -122,6 +123,10 @@ type forceOption struct{}
 
 func (forceOption) applyAcquire(c acquireConfig) acquireConfig { c.force = true; return c }
 
+type cacheOnlyOption struct{}
+
+func (cacheOnlyOption) applyAcquire(c acquireConfig) acquireConfig { c.cacheOnly = true; return c }
+
 type claimsOption string
 
 func (o claimsOption) applyAcquire(c acquireConfig) acquireConfig { c.claims = string(o); return c }
@@ -132,6 +137,12 @@ func WithMtlsPoP() AcquireOption { return popOption{} }
 
 // WithForceRefresh skips the token cache.
 func WithForceRefresh() AcquireOption { return forceOption{} }
+
+// WithCacheOnly returns a cached token or fails at once with token.CodeNotCached: it sends no
+// token request. An assertion callback still runs, since its certificate picks the cache
+// partition; AssertionRequest.CacheOnly asks it not to fetch either (FromManagedIdentity and
+// FromConfidentialClient honor it).
+func WithCacheOnly() AcquireOption { return cacheOnlyOption{} }
 
 // WithClaims sends a claims request; a call with claims always fetches.
 func WithClaims(claims string) AcquireOption { return claimsOption(claims) }
@@ -266,7 +277,7 @@ func (c *Client) AcquireTokenForClient(ctx context.Context, scopes []string, opt
 	if err != nil {
 		return token.Result{}, err
 	}
-	plan, err := c.plan(ctx, o.pop)
+	plan, err := c.plan(ctx, o.pop, o.cacheOnly)
 	if err != nil {
 		return token.Result{}, err
 	}
@@ -275,6 +286,9 @@ func (c *Client) AcquireTokenForClient(ctx context.Context, scopes []string, opt
 		if r := plan.part.Lookup(resource); r != nil {
 			return *r, nil
 		}
+	}
+	if o.cacheOnly {
+		return token.Result{}, token.CacheOnlyMiss("confidential", o.force, o.claims != "")
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -298,7 +312,7 @@ func (c *Client) fetch(ctx context.Context, plan plan, resource string, scopes [
 			// A background refresh, hours later: a fresh client assertion or callback result,
 			// and never a token for another certificate stored under this one's partition.
 			var err error
-			if p, err = c.plan(ctx, o.pop); err != nil {
+			if p, err = c.plan(ctx, o.pop, false); err != nil {
 				return token.Result{}, err
 			}
 			if p.part != plan.part {
@@ -341,7 +355,7 @@ type plan struct {
 
 // plan resolves the credential for this call: it runs the certificate or assertion callback,
 // picks the endpoint, and refuses combinations that cannot work.
-func (c *Client) plan(ctx context.Context, pop bool) (plan, error) {
+func (c *Client) plan(ctx context.Context, pop, cacheOnly bool) (plan, error) {
 	var cert *tls.Certificate
 	var p plan
 	switch c.cred.kind {
@@ -359,7 +373,7 @@ func (c *Client) plan(ctx context.Context, pop bool) (plan, error) {
 	case credAssertion:
 		p.assertion, p.assertionType = c.cred.assertion, assertionTypeJWTBearer
 	case credAssertionFunc:
-		a, err := c.cred.assertionFunc(ctx, AssertionRequest{ClientID: c.clientID, TokenEndpoint: c.auth.tokenURL()})
+		a, err := c.cred.assertionFunc(ctx, AssertionRequest{ClientID: c.clientID, TokenEndpoint: c.auth.tokenURL(), CacheOnly: cacheOnly})
 		if err != nil {
 			var te *token.Error
 			if errors.As(err, &te) {

@@ -426,3 +426,47 @@ func selfSigned(t *testing.T) *tls.Certificate {
 	leaf, _ := x509.ParseCertificate(der)
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: crypto.Signer(key), Leaf: leaf}
 }
+
+// A cache-only acquisition sends no token request, and passes cache-only on to leg 1 of a FIC, so
+// a cold leg 1 is not fetched either.
+func TestCacheOnly(t *testing.T) {
+	emu := start(t, emulator.Config{})
+	app := emu.App()
+	only := confidential.WithCacheOnly()
+	c := client(t, emu, app.ClientID, confidential.Certificate(app.Certificate))
+	_, err := c.AcquireTokenForClient(context.Background(), scopes, only, confidential.WithMtlsPoP())
+	wantCode(t, err, token.CodeNotCached)
+	if n := emu.Requests(emulator.EndpointToken) + emu.Requests(emulator.EndpointAuthorityToken); n != 0 {
+		t.Fatalf("a cache-only miss sent %d token requests", n)
+	}
+	r, err := c.AcquireTokenForClient(context.Background(), scopes, confidential.WithMtlsPoP())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hit, err := c.AcquireTokenForClient(context.Background(), scopes, only, confidential.WithMtlsPoP())
+	if err != nil || hit.Source != token.SourceCache || hit.AccessToken != r.AccessToken {
+		t.Fatalf("cache-only hit: %v, %v", hit, err)
+	}
+	_, err = c.AcquireTokenForClient(context.Background(), scopes, only) // Bearer: not cached
+	wantCode(t, err, token.CodeNotCached)
+	_, err = c.AcquireTokenForClient(context.Background(), scopes, only, confidential.WithForceRefresh())
+	wantCode(t, err, token.CodeInvalidArgument)
+
+	// Two-leg FIC: nothing cached anywhere, so nothing is fetched on either leg.
+	mi := miClient(t, emu)
+	f := client(t, emu, app.ClientID, confidential.AssertionFunc(confidential.FromManagedIdentity(mi, true)))
+	before := emu.Requests(emulator.EndpointToken)
+	_, err = f.AcquireTokenForClient(context.Background(), scopes, only, confidential.WithMtlsPoP())
+	wantCode(t, err, token.CodeNotCached)
+	if emu.Requests(emulator.EndpointIssueCredential) != 0 || emu.Requests(emulator.EndpointToken) != before {
+		t.Fatal("a cache-only FIC acquisition fetched leg 1")
+	}
+	r, err = f.AcquireTokenForClient(context.Background(), scopes, confidential.WithMtlsPoP())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hit, err = f.AcquireTokenForClient(context.Background(), scopes, only, confidential.WithMtlsPoP())
+	if err != nil || hit.Source != token.SourceCache || hit.AccessToken != r.AccessToken {
+		t.Fatalf("cache-only FIC hit: %v, %v", hit, err)
+	}
+}

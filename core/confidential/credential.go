@@ -45,6 +45,9 @@ type Credential struct {
 type AssertionRequest struct {
 	ClientID      string
 	TokenEndpoint string // the audience a client-assertion JWT must carry
+	// CacheOnly: the acquisition is cache-only (WithCacheOnly). A callback that gets its assertion
+	// from a token cache should then not fetch, and fail instead when nothing is cached.
+	CacheOnly bool
 }
 
 // Assertion is what an assertion callback returns. When BindingCertificate is set (bound FIC),

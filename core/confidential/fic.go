@@ -28,8 +28,13 @@ func FromManagedIdentity(mi *managedidentity.Client, pop bool) func(context.Cont
 	if pop {
 		opts = append(opts, managedidentity.WithMtlsPoP())
 	}
-	return func(ctx context.Context, _ AssertionRequest) (Assertion, error) {
-		res, err := mi.AcquireToken(ctx, TokenExchangeAudience, opts...)
+	cacheOnly := append(opts[:len(opts):len(opts)], managedidentity.WithCacheOnly())
+	return func(ctx context.Context, req AssertionRequest) (Assertion, error) {
+		o := opts
+		if req.CacheOnly {
+			o = cacheOnly
+		}
+		res, err := mi.AcquireToken(ctx, TokenExchangeAudience, o...)
 		if err != nil {
 			return Assertion{}, err
 		}
@@ -43,9 +48,14 @@ func FromConfidentialClient(cc *Client, pop bool) func(context.Context, Assertio
 	if pop {
 		opts = append(opts, WithMtlsPoP())
 	}
+	cacheOnly := append(opts[:len(opts):len(opts)], WithCacheOnly())
 	scopes := []string{TokenExchangeAudience + "/.default"}
-	return func(ctx context.Context, _ AssertionRequest) (Assertion, error) {
-		res, err := cc.AcquireTokenForClient(ctx, scopes, opts...)
+	return func(ctx context.Context, req AssertionRequest) (Assertion, error) {
+		o := opts
+		if req.CacheOnly {
+			o = cacheOnly
+		}
+		res, err := cc.AcquireTokenForClient(ctx, scopes, o...)
 		if err != nil {
 			return Assertion{}, err
 		}

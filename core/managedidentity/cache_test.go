@@ -216,3 +216,49 @@ func TestConcurrentHitsMissesRotationAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A cache-only acquisition answers from the cache or fails with not_cached, and never sends a
+// request: not to IMDS, not to mint a binding certificate.
+func TestCacheOnly(t *testing.T) {
+	emu := startEmulator(t, emulator.Config{})
+	c := clientFor(t, emu, managedidentity.SystemAssigned(), nil)
+	resource := emu.Config().ResourceID
+	only := managedidentity.WithCacheOnly()
+	for _, opts := range [][]managedidentity.AcquireOption{{only}, {only, popOpt}} {
+		if _, err := c.AcquireToken(context.Background(), resource, opts...); err == nil {
+			t.Fatal("a cache-only acquisition of an empty cache succeeded")
+		} else {
+			wantCode(t, err, token.CodeNotCached)
+		}
+	}
+	for _, ep := range []emulator.Endpoint{emulator.EndpointIMDSToken, emulator.EndpointPlatformMetadata, emulator.EndpointIssueCredential, emulator.EndpointToken} {
+		if n := emu.Requests(ep); n != 0 {
+			t.Fatalf("cache-only misses sent %d requests to %s", n, ep)
+		}
+	}
+	bearer, err := c.AcquireToken(context.Background(), resource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hit, err := c.AcquireToken(context.Background(), resource, only)
+	if err != nil || hit.Source != token.SourceCache || hit.AccessToken != bearer.AccessToken {
+		t.Fatalf("cache-only hit: %v, %v", hit, err)
+	}
+	// A Bearer token does not answer for a PoP one.
+	_, err = c.AcquireToken(context.Background(), resource, only, popOpt)
+	wantCode(t, err, token.CodeNotCached)
+	if _, err := c.AcquireToken(context.Background(), resource, popOpt); err != nil {
+		t.Fatal(err)
+	}
+	if hit, err := c.AcquireToken(context.Background(), resource, only, popOpt); err != nil || !hit.IsPoP() || hit.Source != token.SourceCache {
+		t.Fatalf("cache-only PoP hit: %v, %v", hit, err)
+	}
+	// Forcing a refresh or sending claims always fetches: not a cache-only acquisition.
+	_, err = c.AcquireToken(context.Background(), resource, only, managedidentity.WithForceRefresh())
+	wantCode(t, err, token.CodeInvalidArgument)
+	_, err = c.AcquireToken(context.Background(), resource, only, managedidentity.WithClaims(`{"access_token":{}}`))
+	wantCode(t, err, token.CodeInvalidArgument)
+	if n := emu.Requests(emulator.EndpointIMDSToken) + emu.Requests(emulator.EndpointToken); n != 2 {
+		t.Fatalf("%d token requests, want the 2 of the two fetching acquisitions", n)
+	}
+}

@@ -133,6 +133,9 @@ func (c *Client) AcquireToken(ctx context.Context, resource string, opts ...Acqu
 			return *r, nil
 		}
 	}
+	if o.cacheOnly {
+		return token.Result{}, token.CacheOnlyMiss("managedidentity", o.force, o.claims != "")
+	}
 	return c.acquire(ctx, resource, o)
 }
 

@@ -35,9 +35,10 @@ type config struct {
 }
 
 type acquireConfig struct {
-	pop    bool
-	force  bool
-	claims string
+	pop       bool
+	force     bool
+	cacheOnly bool
+	claims    string
 }
 
 type clientOption func(*config)
@@ -110,6 +111,10 @@ type forceOption struct{}
 
 func (forceOption) applyAcquire(c acquireConfig) acquireConfig { c.force = true; return c }
 
+type cacheOnlyOption struct{}
+
+func (cacheOnlyOption) applyAcquire(c acquireConfig) acquireConfig { c.cacheOnly = true; return c }
+
 type claimsOption string
 
 func (o claimsOption) applyAcquire(c acquireConfig) acquireConfig { c.claims = string(o); return c }
@@ -121,6 +126,11 @@ func WithMtlsPoP() AcquireOption { return popOption{} }
 // WithForceRefresh skips the token cache and fetches a new token (the binding certificate is
 // still reused while valid).
 func WithForceRefresh() AcquireOption { return forceOption{} }
+
+// WithCacheOnly returns a cached token or fails at once with token.CodeNotCached: it never
+// fetches, waits or does I/O. It is for callers that must not block, such as an event loop that
+// looks for a hit before handing the acquisition to another thread.
+func WithCacheOnly() AcquireOption { return cacheOnlyOption{} }
 
 // WithClaims sends a claims request (for example a CAE challenge) with the token request. A call
 // with claims always fetches a new token.

@@ -67,9 +67,21 @@ const (
 	CodeNetwork Code = "network_error"
 	// CodeTPM: the TPM, or the state directory that holds its key blobs, failed.
 	CodeTPM Code = "tpm_error"
+	// CodeNotCached: a cache-only acquisition found no usable cached token; nothing was fetched.
+	CodeNotCached Code = "not_cached"
 	// CodeInternal: a bug in libmtlspop; please report it.
 	CodeInternal Code = "internal_error"
 )
+
+// CacheOnlyMiss is the error of a cache-only acquisition that found no token: CodeNotCached, or
+// CodeInvalidArgument when it also asked for a forced refresh or claims, which always fetch.
+// pkg prefixes the message, as in the rest of the package's errors.
+func CacheOnlyMiss(pkg string, force, claims bool) *Error {
+	if force || claims {
+		return Errorf(CodeInvalidArgument, "%s: a cache-only acquisition cannot force a refresh or send claims", pkg)
+	}
+	return Errorf(CodeNotCached, "%s: no cached token (cache-only acquisition)", pkg)
+}
 
 // Error is the error type of every libmtlspop operation.
 //

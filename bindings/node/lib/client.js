@@ -81,8 +81,8 @@ function keyConfig(key) {
 }
 
 // The options JSON of the boolean-only combinations, made once: the common calls build nothing.
-// PROBE_JSON: the same with "timeout_ms": 1, for acquireToken's cache probe (see acquireToken),
-// null where the options always fetch.
+// PROBE_JSON: the same with "cache_only": true, for acquireToken's cache probe (see
+// acquireToken), null where the options always fetch.
 const BOOL_JSON = new Map();
 const PROBE_JSON = new Map();
 for (const pop of [undefined, false, true]) {
@@ -91,7 +91,7 @@ for (const pop of [undefined, false, true]) {
     if (pop !== undefined) o.mtls_pop = pop;
     if (force !== undefined) o.force_refresh = force;
     BOOL_JSON.set(`${pop}/${force}`, Object.keys(o).length ? JSON.stringify(o) : null);
-    PROBE_JSON.set(`${pop}/${force}`, force ? null : JSON.stringify({ ...o, timeout_ms: 1 }));
+    PROBE_JSON.set(`${pop}/${force}`, force ? null : JSON.stringify({ ...o, cache_only: true }));
   }
 }
 
@@ -199,29 +199,25 @@ class TokenClient {
   /**
    * A token for resource, from the cache when possible; fetches (off the event loop) when not.
    *
-   * A cached token is returned without leaving the JS thread: a first, blocking try bounded by
-   * 1 ms (the ABI's smallest timeout_ms) finds it, made only when nothing else of this package is
-   * in flight. On a miss the fetch it started goes on in the background and the async
-   * acquisition below joins it (the library's fetches are detached from their first caller), so
-   * nothing is fetched twice. The async path costs two thread hops (~60 µs here), a hit this
-   * way well under a microsecond.
+   * A cached token is returned without leaving the JS thread: a first, cache-only try (no I/O,
+   * no waiting; made only when nothing else of this package is in flight) finds it. Otherwise
+   * the async acquisition below fetches off the event loop. The async path costs two thread hops
+   * (~60 µs here), a hit the cache-only way about a microsecond.
    */
   async acquireToken(resource, options) {
     const h = this.#h;
     if (h === null) throw closedError();
     v.resource(resource);
     const { json, probe, signal } = acquireOptions(options, false);
-    let fetched = false;
     if (probe !== null && (signal === undefined || !signal.aborted)) {
       const hit = binding.acquireProbe(h, resource, probe);
-      if (hit !== true && hit !== false) return newResult(hit);
-      fetched = hit;
+      if (hit !== null) return newResult(hit);
     }
     if (signal === undefined) {
-      return newResult(await binding.acquireAsync(h, resource, json, false, fetched));
+      return newResult(await binding.acquireAsync(h, resource, json, false));
     }
     if (signal.aborted) throw abortedError(signal);
-    const [promise, request] = binding.acquireAsync(h, resource, json, true, fetched);
+    const [promise, request] = binding.acquireAsync(h, resource, json, true);
     const onAbort = () => binding.cancel(request);
     signal.addEventListener('abort', onAbort, { once: true });
     try {

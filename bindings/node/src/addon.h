@@ -159,7 +159,6 @@ typedef struct item {
     mtlspop_client *client; /* acquire, call: the handle, copied on the JS thread */
     token_ref *tref;        /* call: a reference */
     request *req;           /* acquire with a signal: a reference, until the start */
-    int fetched;            /* acquire: report the token source "identity_provider" */
     char *s1, *s2, *s3;     /* acquire: resource, options; call: request JSON;
                                verify: config, authorization, cert PEM */
 
@@ -217,7 +216,7 @@ HIDDEN napi_value throw_status(napi_env env, addon *a, int status, mtlspop_error
 HIDDEN napi_value make_string(napi_env env, const char *s); /* NULL -> null */
 
 /* client.c */
-HIDDEN napi_value token_data(napi_env env, client_wrap *cw, mtlspop_token *tok, int fetched);
+HIDDEN napi_value token_data(napi_env env, client_wrap *cw, mtlspop_token *tok);
 HIDDEN client_wrap *client_of(napi_env env, napi_value v);
 HIDDEN token_ref *token_of(napi_env env, napi_value v);
 

@@ -107,7 +107,7 @@ static void settle(napi_env env, item *it) {
     if (ok) {
         switch (it->kind) {
         case ITEM_ACQUIRE:
-            v = token_data(env, it->cw && it->cw->client ? it->cw : NULL, it->token, it->fetched);
+            v = token_data(env, it->cw && it->cw->client ? it->cw : NULL, it->token);
             it->token = NULL; /* token_data took it */
             break;
         case ITEM_CALL:

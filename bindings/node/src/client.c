@@ -115,11 +115,10 @@ static unsigned memo_index(const char *key) {
 }
 
 /* token_data returns the data object for tok (taken: freed or kept). With cw, it is memoised in
- * cw's memo. fetched: report the token source "identity_provider" whatever the handle says (see
- * acquireProbe). JS thread. */
-napi_value token_data(napi_env env, client_wrap *cw, mtlspop_token *tok, int fetched) {
+ * cw's memo. JS thread. */
+napi_value token_data(napi_env env, client_wrap *cw, mtlspop_token *tok) {
     const char *key = mtlspop_token_access_token(tok);
-    const char *src = fetched ? "identity_provider" : mtlspop_token_source(tok);
+    const char *src = mtlspop_token_source(tok);
     int which = (src && strcmp(src, "cache") == 0) ? 0 : 1;
     napi_value ext, data = NULL;
     int owned = 1; /* tok is still this function's to free */
@@ -309,29 +308,27 @@ napi_value js_acquire_sync(napi_env env, napi_callback_info info) {
     if (rc != MTLSPOP_OK) {
         return throw_status(env, a, rc, err);
     }
-    return token_data(env, cw, tok, 0);
+    return token_data(env, cw, tok);
 fail:
     return NULL;
 }
 
-/* acquireProbe(external, resource, probeJson) -> data object, true or false. acquireToken's first
- * try: a blocking acquisition bounded by the probe's timeout_ms (1 ms), made only while this
- * environment has nothing in flight (so the Go scheduler is not saturated and entering it is
- * quick). A cache hit returns at once. On a miss the fetch goes on in the background (the
- * library's fetches are detached from the caller) and the probe gives true: the token
- * acquireToken's async acquisition then gets, from that fetch or from the cache it fills, was
- * fetched for this call. Any other failure is false: the async path reports its own result. */
+/* acquireProbe(external, resource, probeJson) -> data object or null. acquireToken's first
+ * try: a "cache_only" acquisition, which returns a cached token or fails at once without I/O or
+ * waiting. It is made only while this environment has nothing in flight, so that the Go scheduler
+ * is not saturated and entering it is quick. Any failure (a miss among them) is null: the async
+ * path then fetches, and reports its own errors. */
 napi_value js_acquire_probe(napi_env env, napi_callback_info info) {
     size_t argc = 3;
-    napi_value argv[3], undefined = NULL; /* the result when there is no token */
+    napi_value argv[3], none = NULL;
     sbuf res, opts;
     addon *a = addon_of(env);
     if (!a) {
         return NULL;
     }
-    NAPI_CALL(env, napi_get_boolean(env, false, &undefined));
+    NAPI_CALL(env, napi_get_null(env, &none));
     if (a->pending > 0) {
-        return undefined;
+        return none;
     }
     NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
     client_wrap *cw = open_client(env, a, argv[0]);
@@ -350,12 +347,9 @@ napi_value js_acquire_probe(napi_env env, napi_callback_info info) {
     sbuf_free(&res);
     sbuf_free(&opts);
     if (rc == MTLSPOP_OK) {
-        return token_data(env, cw, tok, 0);
+        return token_data(env, cw, tok);
     }
-    if (rc == MTLSPOP_E_TIMEOUT) {
-        NAPI_CALL(env, napi_get_boolean(env, true, &undefined));
-    }
-    return undefined;
+    return none;
 fail:
     return NULL;
 }
@@ -367,16 +361,15 @@ static void request_finalize(napi_env env, void *data, void *hint) {
     request_unref(data);
 }
 
-/* acquireAsync(external, resource, optionsJson | null, cancellable, fetched) -> promise, or
- * [promise, request] when cancellable (request: an external for cancel()). fetched: the probe
- * started the fetch this acquisition gets (its token source is "identity_provider"). The start
- * itself happens on the starter thread (async.c); this only queues it. */
+/* acquireAsync(external, resource, optionsJson | null, cancellable) -> promise, or
+ * [promise, request] when cancellable (request: an external for cancel()). The start itself
+ * happens on the starter thread (async.c); this only queues it. */
 napi_value js_acquire_async(napi_env env, napi_callback_info info) {
-    size_t argc = 5;
-    napi_value argv[5], promise = NULL, result = NULL, rext = NULL;
+    size_t argc = 4;
+    napi_value argv[4], promise = NULL, result = NULL, rext = NULL;
     sbuf res = {0}, opts = {0};
     item *it = NULL;
-    bool cancellable = false, fetched = false;
+    bool cancellable = false;
     addon *a = addon_of(env);
     if (!a) {
         return NULL;
@@ -387,7 +380,6 @@ napi_value js_acquire_async(napi_env env, napi_callback_info info) {
         return NULL;
     }
     NAPI_CALL(env, napi_get_value_bool(env, argv[3], &cancellable));
-    NAPI_CALL(env, napi_get_value_bool(env, argv[4], &fetched));
     if (get_string(env, argv[1], &res, "resource", 0) != 0) {
         return NULL;
     }
@@ -396,7 +388,6 @@ napi_value js_acquire_async(napi_env env, napi_callback_info info) {
     }
     NAPI_CALL(env, item_new(env, a, ITEM_ACQUIRE, &it, &promise));
     it->start_job.kind = JOB_START;
-    it->fetched = fetched;
     it->cw = cw;
     __atomic_add_fetch(&cw->refs, 1, __ATOMIC_RELAXED);
     it->client = cw->client;
