@@ -139,9 +139,9 @@ func WithMtlsPoP() AcquireOption { return popOption{} }
 func WithForceRefresh() AcquireOption { return forceOption{} }
 
 // WithCacheOnly returns a cached token or fails at once with token.CodeNotCached: it sends no
-// token request. An assertion callback still runs, since its certificate picks the cache
-// partition; AssertionRequest.CacheOnly asks it not to fetch either (FromManagedIdentity and
-// FromConfidentialClient honor it).
+// token request. A certificate or assertion callback still runs, since the certificate picks the
+// cache partition; AssertionRequest.CacheOnly asks an assertion callback not to fetch either
+// (FromManagedIdentity and FromConfidentialClient honor it).
 func WithCacheOnly() AcquireOption { return cacheOnlyOption{} }
 
 // WithClaims sends a claims request; a call with claims always fetches.
