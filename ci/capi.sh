@@ -24,6 +24,7 @@
 # checks those through mtlspop_live_objects().
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. ci/apt.sh
 root=$(pwd)
 out="$root/build"
 version=$(sed -n 's/^const Version = "\(.*\)"$/\1/p' core/version/version.go)
@@ -173,7 +174,18 @@ print("export RESOURCE_URL=" + shlex.quote(e["urls"]["resource"]))
   return $rc
 }
 
+# The test tools that come from OS packages. Unlike swtpm (ci/tpm.sh), these are not optional:
+# without valgrind the memory checks the C ABI promises would not run, so their absence fails.
+ensure_tools() {
+  local t
+  for t in "valgrind valgrind" "pkg-config pkg-config"; do
+    set -- $t
+    apt_install "$1" "$2" || { echo "ci/capi.sh: $apt_reason" >&2; exit 1; }
+  done
+}
+
 test_capi() {
+  ensure_tools
   build
   mkdir -p "$out/ctest"
   log "go vet and go test ./capi (the Go side: parsing, status mapping, client, verifier)"

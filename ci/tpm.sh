@@ -12,6 +12,7 @@
 # that need a TPM in another process, reached the way /dev/tpmrm0 is: over a byte stream.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. ci/apt.sh
 
 step=${1:-}
 
@@ -21,25 +22,11 @@ skip() {
 }
 
 ensure_swtpm() {
-  if command -v swtpm >/dev/null 2>&1 && command -v swtpm_setup >/dev/null 2>&1; then
-    return 0
+  if command -v swtpm_setup >/dev/null 2>&1 || apt_install swtpm_setup swtpm swtpm-tools; then
+    command -v swtpm >/dev/null 2>&1 && return 0
+    apt_reason="swtpm_setup is installed but swtpm is not"
   fi
-  echo "ci/tpm.sh: swtpm not found; installing swtpm and swtpm-tools from Debian packages"
-  local sudo=""
-  if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-      sudo="sudo -n"
-    else
-      skip "swtpm is not installed and installing it needs root (run: apt-get install -y swtpm swtpm-tools)"
-    fi
-  fi
-  command -v apt-get >/dev/null 2>&1 || skip "swtpm is not installed and there is no apt-get to install it with"
-  if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq swtpm swtpm-tools >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >/dev/null 2>&1 || true
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq swtpm swtpm-tools >/dev/null 2>&1 ||
-      skip "apt-get install swtpm swtpm-tools failed (no network or no package source?)"
-  fi
-  command -v swtpm >/dev/null 2>&1 || skip "swtpm is still missing after apt-get install"
+  skip "$apt_reason"
 }
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
