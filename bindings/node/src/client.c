@@ -278,15 +278,22 @@ fail:
     return result;
 }
 
-/* acquireSync(external, resource, optionsJson | null) -> data object. The hot path: no
- * allocation on a cache hit but the library's own handle. */
-napi_value js_acquire_sync(napi_env env, napi_callback_info info) {
+/* acquire_blocking is acquireSync and acquireProbe: a blocking mtlspop_acquire_token with the
+ * arguments (external, resource, optionsJson | null). A probe is quiet: it is skipped while
+ * anything of this environment is in flight, and any failure is null rather than a throw. */
+static napi_value acquire_blocking(napi_env env, napi_callback_info info, int probe) {
     size_t argc = 3;
-    napi_value argv[3];
+    napi_value argv[3], none = NULL;
     sbuf res, opts;
     addon *a = addon_of(env);
     if (!a) {
         return NULL;
+    }
+    if (probe) {
+        NAPI_CALL(env, napi_get_null(env, &none));
+        if (a->pending > 0) {
+            return none;
+        }
     }
     NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
     client_wrap *cw = open_client(env, a, argv[0]);
@@ -302,15 +309,21 @@ napi_value js_acquire_sync(napi_env env, napi_callback_info info) {
     }
     mtlspop_token *tok = NULL;
     mtlspop_error *err = NULL;
-    int rc = mtlspop_acquire_token(cw->client, res.p, opts.p, &tok, &err);
+    int rc = mtlspop_acquire_token(cw->client, res.p, opts.p, &tok, probe ? NULL : &err);
     sbuf_free(&res);
     sbuf_free(&opts);
-    if (rc != MTLSPOP_OK) {
-        return throw_status(env, a, rc, err);
+    if (rc == MTLSPOP_OK) {
+        return token_data(env, cw, tok);
     }
-    return token_data(env, cw, tok);
+    return probe ? none : throw_status(env, a, rc, err);
 fail:
     return NULL;
+}
+
+/* acquireSync(external, resource, optionsJson | null) -> data object. The hot path: no
+ * allocation on a cache hit but the library's own handle. */
+napi_value js_acquire_sync(napi_env env, napi_callback_info info) {
+    return acquire_blocking(env, info, 0);
 }
 
 /* acquireProbe(external, resource, probeJson) -> data object or null. acquireToken's first
@@ -319,39 +332,7 @@ fail:
  * is not saturated and entering it is quick. Any failure (a miss among them) is null: the async
  * path then fetches, and reports its own errors. */
 napi_value js_acquire_probe(napi_env env, napi_callback_info info) {
-    size_t argc = 3;
-    napi_value argv[3], none = NULL;
-    sbuf res, opts;
-    addon *a = addon_of(env);
-    if (!a) {
-        return NULL;
-    }
-    NAPI_CALL(env, napi_get_null(env, &none));
-    if (a->pending > 0) {
-        return none;
-    }
-    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-    client_wrap *cw = open_client(env, a, argv[0]);
-    if (!cw) {
-        return NULL;
-    }
-    if (get_string(env, argv[1], &res, "resource", 0) != 0) {
-        return NULL;
-    }
-    if (get_string(env, argv[2], &opts, "options", 0) != 0) {
-        sbuf_free(&res);
-        return NULL;
-    }
-    mtlspop_token *tok = NULL;
-    int rc = mtlspop_acquire_token(cw->client, res.p, opts.p, &tok, NULL);
-    sbuf_free(&res);
-    sbuf_free(&opts);
-    if (rc == MTLSPOP_OK) {
-        return token_data(env, cw, tok);
-    }
-    return none;
-fail:
-    return NULL;
+    return acquire_blocking(env, info, 1);
 }
 
 /* request_finalize: the request's external was collected. */
