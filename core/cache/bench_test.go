@@ -30,7 +30,7 @@ func filled(b *testing.B, n int) (*Cache, *Part, string) {
 	}
 	c := New(Options{MaxEntries: 2 * n})
 	res := token.Result{AccessToken: "t", TokenType: token.TypeMtlsPoP, ExpiresOn: time.Now().Add(24 * time.Hour)}
-	fetch := func(context.Context) (token.Result, error) { return res, nil }
+	fetch := func(context.Context, bool) (token.Result, error) { return res, nil }
 	var hitPart *Part
 	hitRes := ""
 	for i := 0; i < n; i++ {

@@ -3,9 +3,9 @@
 // Reading is lock-free and allocation-free: a cache hit is one atomic load of a copy-on-write
 // map, one map lookup and one atomic load of the entry's state, compared against a coarse clock.
 // Tokens are grouped in partitions — everything that makes tokens interchangeable except the
-// resource: authority, identity, token type, the binding certificate's thumbprint, the attested
-// flag and the claims hash — so a caller resolves its partition once and then looks tokens up by
-// resource alone. Bearer and PoP tokens, and tokens bound to different certificates, live in
+// resource: authority, identity, token type, the binding certificate's thumbprint and the
+// attested flag — so a caller resolves its partition once and then looks tokens up by resource
+// alone. Bearer and PoP tokens, and tokens bound to different certificates, live in
 // different partitions and can never be returned for one another.
 //
 // A miss is fetched once however many callers wait (Group). At a token's refresh point (the
@@ -49,32 +49,36 @@ const (
 
 // Key identifies interchangeable tokens.
 type Key struct {
-	Authority  string // tenant or managed-identity source
-	Identity   string // client id, or the managed identity's selector
-	Resource   string // resource or space-joined scopes
-	TokenType  string
-	KeyID      string // x5t#S256 of the binding certificate; "" for Bearer
-	Attested   bool   // the binding key was attested
-	ClaimsHash string // SHA-256 of the claims request, "" without claims
+	Authority string // tenant or managed-identity source
+	Identity  string // client id, or the managed identity's selector
+	Resource  string // resource or space-joined scopes
+	TokenType string
+	KeyID     string // x5t#S256 of the binding certificate; "" for Bearer
+	Attested  bool   // the binding key was attested
 }
 
 // Partition is a Key without its resource.
+//
+// Claims need no field: a claims request always fetches, and its token replaces the cached one
+// (the one the resource just refused), as in MSAL.
 type Partition struct {
-	Authority  string
-	Identity   string
-	TokenType  string
-	KeyID      string
-	Attested   bool
-	ClaimsHash string
+	Authority string
+	Identity  string
+	TokenType string
+	KeyID     string
+	Attested  bool
 }
 
 // Partition returns k's partition.
 func (k Key) Partition() Partition {
-	return Partition{k.Authority, k.Identity, k.TokenType, k.KeyID, k.Attested, k.ClaimsHash}
+	return Partition{k.Authority, k.Identity, k.TokenType, k.KeyID, k.Attested}
 }
 
-// Fetch obtains a fresh token from the network.
-type Fetch func(ctx context.Context) (token.Result, error)
+// Fetch obtains a fresh token from the network. refresh is false when a caller is waiting for
+// it and true for a background refresh, which must not repeat what belonged to the one call that
+// stored the function (a claims challenge) and must rebuild anything short-lived (a client
+// assertion).
+type Fetch func(ctx context.Context, refresh bool) (token.Result, error)
 
 // Options configure a Cache. The zero value is usable.
 type Options struct {
@@ -185,11 +189,6 @@ func (c *Cache) attachLocked(part *Part) {
 	c.parts.Store(&m)
 }
 
-// Get is Partition(k.Partition()).Get(ctx, k.Resource, force, fetch).
-func (c *Cache) Get(ctx context.Context, k Key, force bool, fetch Fetch) (token.Result, error) {
-	return c.Partition(k.Partition()).Get(ctx, k.Resource, force, fetch)
-}
-
 // Peek is Partition(k.Partition()).Peek(k.Resource), without creating the partition.
 func (c *Cache) Peek(k Key) (token.Result, bool) {
 	part, ok := (*c.parts.Load())[k.Partition()]
@@ -252,7 +251,7 @@ func (p *Part) Get(ctx context.Context, resource string, force bool, fetch Fetch
 				return r, nil
 			}
 		}
-		r, err := fetch(ctx)
+		r, err := fetch(ctx, false)
 		if err != nil {
 			return token.Result{}, err
 		}
@@ -332,7 +331,7 @@ func (p *Part) refresh(e *entry) {
 	fetch := *f
 	started := p.c.group.Go(e, func(ctx context.Context) (token.Result, error) {
 		defer e.refreshing.Store(false)
-		r, err := fetch(ctx)
+		r, err := fetch(ctx, true)
 		if err != nil {
 			// Keep serving the cached token; try again later, but never hammer the endpoint.
 			n := e.failures.Add(1)
@@ -352,8 +351,8 @@ func (p *Part) refresh(e *entry) {
 	}
 }
 
-// sweepLocked drops expired tokens, entries that never got a token and have no fetch running,
-// and empty partitions; past MaxEntries it also drops the tokens closest to expiry.
+// sweepLocked drops entries without a live token (expired, or never fetched) unless a fetch for
+// them is running, and empty partitions; past MaxEntries it also drops the tokens closest to expiry.
 func (c *Cache) sweepLocked(now int64) {
 	type victim struct {
 		part     *Part
@@ -370,7 +369,10 @@ func (c *Cache) sweepLocked(now int64) {
 			case s != nil && now < s.expires:
 				kept[res] = e
 				live = append(live, victim{part, res, s.serveUntil})
-			case s == nil && c.group.Running(e):
+			case c.group.Running(e):
+				// No live token (none yet, or expired), but a fetch is about to store one
+				// here: dropping the entry would lose that token and let the next caller
+				// fetch a second time.
 				kept[res] = e
 				pending++
 			}

@@ -43,7 +43,7 @@ func NewGroup[K comparable, V any](timeout time.Duration) *Group[K, V] {
 // Do returns the result of fn for key, joining a call already running for key, or starting one.
 // It returns when the call ends or ctx ends, whichever is first.
 func (g *Group[K, V]) Do(ctx context.Context, key K, fn func(context.Context) (V, error)) (V, error) {
-	c, err := g.start(ctx, key, fn)
+	c, _, err := g.start(ctx, key, fn)
 	if err != nil {
 		var zero V
 		return zero, err
@@ -52,28 +52,24 @@ func (g *Group[K, V]) Do(ctx context.Context, key K, fn func(context.Context) (V
 }
 
 // Go starts fn for key unless a call is already running; it does not wait. It reports whether
-// it started a call.
+// it started a call: false means fn will not run.
 func (g *Group[K, V]) Go(key K, fn func(context.Context) (V, error)) bool {
-	g.mu.Lock()
-	_, running := g.calls[key]
-	g.mu.Unlock()
-	if running {
-		return false
-	}
-	_, err := g.start(context.Background(), key, fn)
-	return err == nil
+	_, started, err := g.start(context.Background(), key, fn)
+	return started && err == nil
 }
 
-func (g *Group[K, V]) start(ctx context.Context, key K, fn func(context.Context) (V, error)) (*call[V], error) {
+// start joins the call running for key, or starts fn as one (started), in one critical section:
+// a caller told that fn will run can rely on it.
+func (g *Group[K, V]) start(ctx context.Context, key K, fn func(context.Context) (V, error)) (c *call[V], started bool, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
-		return nil, token.Errorf(token.CodeClosed, "cache: closed")
+		return nil, false, token.Errorf(token.CodeClosed, "cache: closed")
 	}
 	if c, ok := g.calls[key]; ok {
-		return c, nil
+		return c, false, nil
 	}
-	c := &call[V]{done: make(chan struct{})}
+	c = &call[V]{done: make(chan struct{})}
 	g.calls[key] = c
 	g.wg.Add(1)
 	g.inFlight.Add(1)
@@ -95,7 +91,7 @@ func (g *Group[K, V]) start(ctx context.Context, key K, fn func(context.Context)
 		g.mu.Unlock()
 		close(c.done)
 	}()
-	return c, nil
+	return c, true, nil
 }
 
 func (c *call[V]) wait(ctx context.Context) (V, error) {

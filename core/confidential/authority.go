@@ -38,9 +38,10 @@ var validRegion = regexp.MustCompile(`^[a-zA-Z0-9]+$`)
 
 // authority is a parsed, tenanted-or-not authority URL.
 type authority struct {
-	base   string // scheme://host[:port]
-	host   string // lower-case host[:port]
-	tenant string
+	base     string // scheme://host[:port]
+	host     string // lower-case host name, without the port: what the mtlsauth mapping looks up
+	tenant   string
+	tokenURL string // the classic token endpoint, built once: the cache-hit path reads it
 }
 
 func parseAuthority(raw string) (authority, error) {
@@ -52,10 +53,10 @@ func parseAuthority(raw string) (authority, error) {
 	if len(parts) == 0 || parts[0] == "" || len(parts) > 2 || (len(parts) == 2 && parts[1] != "v2.0") {
 		return authority{}, token.Errorf(token.CodeInvalidArgument, "confidential: authority must name a tenant: https://<host>/<tenant>")
 	}
-	return authority{base: "https://" + u.Host, host: strings.ToLower(u.Host), tenant: parts[0]}, nil
+	a := authority{base: "https://" + u.Host, host: strings.ToLower(u.Hostname()), tenant: parts[0]}
+	a.tokenURL = a.base + "/" + url.PathEscape(a.tenant) + tokenPath
+	return a, nil
 }
-
-func (a authority) tokenURL() string { return a.base + "/" + url.PathEscape(a.tenant) + tokenPath }
 
 // tenanted refuses the multi-tenant aliases: an mTLS PoP token is issued in one tenant.
 func (a authority) tenanted() error {

@@ -13,6 +13,8 @@ func TestMtlsHost(t *testing.T) {
 	}{
 		{"https://login.microsoftonline.com/contoso", "", "mtlsauth.microsoft.com", ""},
 		{"https://login.microsoftonline.com/contoso", "westus3", "westus3.mtlsauth.microsoft.com", ""},
+		{"https://LOGIN.microsoftonline.com:443/contoso", "", "mtlsauth.microsoft.com", ""}, // the port is not part of the host
+		{"https://login.chinacloudapi.cn:443/contoso", "", "", token.CodeMtlsPopNotSupportedForEnv},
 		{"https://login.windows.net/contoso/v2.0", "", "mtlsauth.microsoft.com", ""},
 		{"https://sts.windows.net/contoso", "eastus", "eastus.mtlsauth.microsoft.com", ""},
 		{"https://login.microsoftonline.us/contoso", "", "mtlsauth.microsoftonline.us", ""},

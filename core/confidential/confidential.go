@@ -24,10 +24,8 @@ package confidential
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -221,17 +219,12 @@ func New(authorityURL, clientID string, cred Credential, opts ...Option) (*Clien
 	c.mtlsTokenURL, c.mtlsErr = c.resolveMtlsTokenURL()
 	c.pool = mtls.NewPool(c.cfg.roots)
 	c.cache = cache.New(cache.Options{Clock: clock})
-	c.bearer = c.cache.Partition(c.partition(token.TypeBearer, "", ""))
+	c.bearer = c.cache.Partition(c.partition(token.TypeBearer, ""))
 	return c, nil
 }
 
-func (c *Client) partition(tokenType, keyID, claims string) cache.Partition {
-	p := cache.Partition{Authority: c.auth.host + "/" + c.auth.tenant, Identity: c.clientID, TokenType: tokenType, KeyID: keyID}
-	if claims != "" {
-		sum := sha256.Sum256([]byte(claims))
-		p.ClaimsHash = hex.EncodeToString(sum[:])
-	}
-	return p
+func (c *Client) partition(tokenType, keyID string) cache.Partition {
+	return cache.Partition{Authority: c.auth.base + "/" + c.auth.tenant, Identity: c.clientID, TokenType: tokenType, KeyID: keyID}
 }
 
 // info returns the certificate's remembered thumbprint and partitions.
@@ -249,8 +242,8 @@ func (c *Client) info(cert *tls.Certificate) (*certInfo, error) {
 	}
 	thumb := token.ThumbprintDER(full.Leaf.Raw)
 	ci := &certInfo{in: cert, cert: full, thumb: thumb,
-		pop:    c.cache.Partition(c.partition(token.TypeMtlsPoP, thumb, "")),
-		bearer: c.cache.Partition(c.partition(token.TypeBearer, thumb, ""))}
+		pop:    c.cache.Partition(c.partition(token.TypeMtlsPoP, thumb)),
+		bearer: c.cache.Partition(c.partition(token.TypeBearer, thumb))}
 	if last != nil && last.thumb != thumb {
 		// The certificate rotated: the old one's tokens and connections go.
 		c.cache.Drop(last.pop.Key())
@@ -301,25 +294,22 @@ func (c *Client) AcquireTokenForClient(ctx context.Context, scopes []string, opt
 // fetch is AcquireTokenForClient's network path (a function of its own so that the hit path
 // captures nothing in a closure, and allocates nothing).
 func (c *Client) fetch(ctx context.Context, plan plan, resource string, scopes []string, o acquireConfig) (token.Result, error) {
-	part := plan.part
-	if o.claims != "" {
-		part = c.cache.Partition(c.partition(part.Key().TokenType, part.Key().KeyID, o.claims))
-	}
-	var refreshing atomic.Bool // the first call is this acquisition; later ones are refreshes
-	return part.Get(ctx, resource, o.force || o.claims != "", func(ctx context.Context) (token.Result, error) {
-		p := plan
-		if refreshing.Swap(true) {
-			// A background refresh, hours later: a fresh client assertion or callback result,
-			// and never a token for another certificate stored under this one's partition.
-			var err error
-			if p, err = c.plan(ctx, o.pop, false); err != nil {
-				return token.Result{}, err
-			}
-			if p.part != plan.part {
-				return token.Result{}, token.Errorf(token.CodeCanceled, "confidential: the certificate changed; the old certificate's token is not refreshed")
-			}
+	return plan.part.Get(ctx, resource, o.force || o.claims != "", func(ctx context.Context, refresh bool) (token.Result, error) {
+		if !refresh {
+			return c.request(ctx, plan, scopes, o)
 		}
-		return c.request(ctx, p, scopes, o)
+		// A background refresh, hours later: a fresh client assertion or callback result, no
+		// claims challenge (it belonged to the call that got it), and never a token for another
+		// certificate stored under this one's partition.
+		p, err := c.plan(ctx, o.pop, false)
+		if err != nil {
+			return token.Result{}, err
+		}
+		if p.part != plan.part {
+			return token.Result{}, token.Errorf(token.CodeMtlsCertificateNotProvided,
+				"confidential: the certificate changed; the old certificate's token is not refreshed")
+		}
+		return c.request(ctx, p, scopes, acquireConfig{pop: o.pop})
 	})
 }
 
@@ -373,7 +363,7 @@ func (c *Client) plan(ctx context.Context, pop, cacheOnly bool) (plan, error) {
 	case credAssertion:
 		p.assertion, p.assertionType = c.cred.assertion, assertionTypeJWTBearer
 	case credAssertionFunc:
-		a, err := c.cred.assertionFunc(ctx, AssertionRequest{ClientID: c.clientID, TokenEndpoint: c.auth.tokenURL(), CacheOnly: cacheOnly})
+		a, err := c.cred.assertionFunc(ctx, AssertionRequest{ClientID: c.clientID, TokenEndpoint: c.auth.tokenURL, CacheOnly: cacheOnly})
 		if err != nil {
 			var te *token.Error
 			if errors.As(err, &te) {
@@ -403,7 +393,7 @@ func (c *Client) plan(ctx context.Context, pop, cacheOnly bool) (plan, error) {
 			}
 			p.signWith = ci.cert
 		}
-		p.endpoint, p.part = c.auth.tokenURL(), c.bearer
+		p.endpoint, p.part = c.auth.tokenURL, c.bearer
 		return p, nil
 	}
 	if c.mtlsErr != nil {
@@ -452,7 +442,7 @@ func (c *Client) request(ctx context.Context, p plan, scopes []string, o acquire
 		form.Set("client_secret", p.secret)
 	}
 	if p.signWith != nil {
-		a, err := clientAssertion(p.signWith, c.clientID, c.auth.tokenURL(), c.cred.sendX5C, c.cfg.now())
+		a, err := clientAssertion(p.signWith, c.clientID, c.auth.tokenURL, c.cred.sendX5C, c.cfg.now())
 		if err != nil {
 			return token.Result{}, err
 		}

@@ -1,6 +1,7 @@
 package confidential_test
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -15,9 +16,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -346,6 +349,15 @@ func TestErrorCodes(t *testing.T) {
 	if s := fmt.Sprintf("%v %+v %s", confidential.Secret(app.Secret), c, confidential.StaticAssertion("secret.assertion.value")); strings.Contains(s, app.Secret) || strings.Contains(s, "secret.assertion") {
 		t.Fatalf("formatting leaks a secret: %s", s)
 	}
+	// An assertion (a leg-1 token, with its certificate and key): not in fmt, not in slog JSON.
+	a := confidential.Assertion{Assertion: "leg1.access.token", BindingCertificate: app.Certificate}
+	var logged bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("assertion", "a", a)
+	for _, s := range []string{fmt.Sprintf("%v %+v %#v %s", a, a, a, a), logged.String()} {
+		if strings.Contains(s, "leg1.access.token") || strings.Contains(s, `"D"`) || !strings.Contains(s, token.Thumbprint(app.Certificate.Leaf)) {
+			t.Fatalf("an assertion is shown with its secrets (or without its certificate): %s", s)
+		}
+	}
 }
 
 func TestBoundFICAfterRotationNeverServesAStaleToken(t *testing.T) {
@@ -468,5 +480,87 @@ func TestCacheOnly(t *testing.T) {
 	hit, err = f.AcquireTokenForClient(context.Background(), scopes, only, confidential.WithMtlsPoP())
 	if err != nil || hit.Source != token.SourceCache || hit.AccessToken != r.AccessToken {
 		t.Fatalf("cache-only FIC hit: %v, %v", hit, err)
+	}
+}
+
+// However many callers shared the first fetch, a background refresh runs the assertion callback
+// again (a fresh assertion), and does not resend the claims challenge of the call that stored it.
+func TestRefreshGetsAFreshAssertion(t *testing.T) {
+	emu := start(t, emulator.Config{TokenLifetime: 10 * time.Hour, RefreshIn: 2 * time.Hour})
+	var mu sync.Mutex
+	offset := time.Duration(0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return time.Now().Add(offset) }
+	mi := miClient(t, emu)
+	leg1 := confidential.FromManagedIdentity(mi, true)
+	var callbacks atomic.Int32
+	c := client(t, emu, emu.App().ClientID, confidential.AssertionFunc(func(ctx context.Context, req confidential.AssertionRequest) (confidential.Assertion, error) {
+		callbacks.Add(1)
+		return leg1(ctx, req)
+	}), confidential.WithClock(clock))
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.AcquireTokenForClient(ctx, scopes, confidential.WithMtlsPoP()); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	claims := `{"access_token":{"nbf":{"essential":true,"value":"1"}}}`
+	if _, err := c.AcquireTokenForClient(ctx, scopes, confidential.WithMtlsPoP(), confidential.WithClaims(claims)); err != nil {
+		t.Fatal(err)
+	}
+	before, requests := callbacks.Load(), emu.Requests(emulator.EndpointToken)
+	mu.Lock()
+	offset += 2*time.Hour + 6*time.Minute // past the refresh point and any jitter
+	mu.Unlock()
+	if _, err := c.AcquireTokenForClient(ctx, scopes, confidential.WithMtlsPoP()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for emu.Requests(emulator.EndpointToken) == requests && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	// One run picks the partition of the call that found the token due; one is the refresh's.
+	if n := callbacks.Load() - before; n != 2 {
+		t.Fatalf("the assertion callback ran %d times for a call and its refresh, want 2", n)
+	}
+	if last := emu.LastRequest(emulator.EndpointToken); last.Form.Has("claims") {
+		t.Fatalf("the refresh resent the claims challenge %q", last.Form.Get("claims"))
+	}
+}
+
+// A cache hit allocates nothing on every credential path (a benchmark measures the time; this
+// keeps the allocation count from regressing unnoticed).
+func TestCacheHitsDoNotAllocate(t *testing.T) {
+	emu := start(t, emulator.Config{})
+	app := emu.App()
+	mi := miClient(t, emu)
+	cases := []struct {
+		name string
+		c    *confidential.Client
+		opts []confidential.AcquireOption
+	}{
+		{"certificate, mTLS PoP", client(t, emu, app.ClientID, confidential.Certificate(app.Certificate)), []confidential.AcquireOption{confidential.WithMtlsPoP()}},
+		{"certificate, classic", client(t, emu, app.ClientID, confidential.Certificate(app.Certificate)), nil},
+		{"secret", client(t, emu, app.ClientID, confidential.Secret(app.Secret)), nil},
+		{"bound FIC", client(t, emu, app.ClientID, confidential.AssertionFunc(confidential.FromManagedIdentity(mi, true))), []confidential.AcquireOption{confidential.WithMtlsPoP()}},
+	}
+	ctx := context.Background()
+	for _, tc := range cases {
+		if _, err := tc.c.AcquireTokenForClient(ctx, scopes, tc.opts...); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		n := testing.AllocsPerRun(100, func() {
+			if r, err := tc.c.AcquireTokenForClient(ctx, scopes, tc.opts...); err != nil || r.Source != token.SourceCache {
+				t.Fatalf("%s: not a hit: %v", tc.name, err)
+			}
+		})
+		if n != 0 {
+			t.Errorf("%s: %v allocations per cache hit", tc.name, n)
+		}
 	}
 }

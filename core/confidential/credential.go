@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"time"
 
@@ -58,6 +59,22 @@ type Assertion struct {
 	Assertion          string
 	BindingCertificate *tls.Certificate // Leaf set; PrivateKey a crypto.Signer
 }
+
+// String describes the assertion without it and without the certificate's private key.
+func (a Assertion) String() string {
+	s := "confidential.Assertion{" + token.Redacted(a.Assertion)
+	if a.BindingCertificate != nil && a.BindingCertificate.Leaf != nil {
+		s += ", bound to x5t#S256 " + token.Thumbprint(a.BindingCertificate.Leaf)
+	}
+	return s + "}"
+}
+
+// Format makes every fmt verb print String().
+func (a Assertion) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(a.String())) }
+
+// LogValue renders the assertion for log/slog as String() does (slog's JSON handler would
+// otherwise encode the fields, the certificate's private key among them).
+func (a Assertion) LogValue() slog.Value { return slog.StringValue(a.String()) }
 
 // CertificateOption configures a certificate credential.
 type CertificateOption func(*Credential)

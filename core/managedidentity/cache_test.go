@@ -262,3 +262,24 @@ func TestCacheOnly(t *testing.T) {
 		t.Fatalf("%d token requests, want the 2 of the two fetching acquisitions", n)
 	}
 }
+
+// A cache hit allocates nothing, Bearer or PoP (the benchmarks measure the time; this keeps the
+// allocation count from regressing unnoticed).
+func TestCacheHitsDoNotAllocate(t *testing.T) {
+	emu := startEmulator(t, emulator.Config{})
+	c := clientFor(t, emu, managedidentity.SystemAssigned(), nil)
+	ctx := context.Background()
+	for _, opts := range [][]managedidentity.AcquireOption{nil, {popOpt}} {
+		if _, err := c.AcquireToken(ctx, "api://r", opts...); err != nil {
+			t.Fatal(err)
+		}
+		n := testing.AllocsPerRun(100, func() {
+			if r, err := c.AcquireToken(ctx, "api://r", opts...); err != nil || r.Source != token.SourceCache {
+				t.Fatalf("not a hit: %v", err)
+			}
+		})
+		if n != 0 {
+			t.Errorf("options %v: %v allocations per cache hit", opts, n)
+		}
+	}
+}

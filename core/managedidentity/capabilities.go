@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/mtlspop/mtlspop/core/attest"
 	"github.com/mtlspop/mtlspop/core/internal/wire"
 	"github.com/mtlspop/mtlspop/core/keys"
 	"github.com/mtlspop/mtlspop/core/token"
@@ -21,7 +22,8 @@ type Capabilities struct {
 	// sources, which are not probed).
 	IMDSv1, IMDSv2 bool
 	// BindingStrength is how the key of a binding certificate would be held ("software", "tpm"),
-	// or "" when this host cannot issue mTLS PoP tokens (no IMDSv2).
+	// or "" when this client cannot get mTLS PoP tokens here (no IMDSv2, or attestation asked
+	// for with keys that cannot attest).
 	BindingStrength keys.Strength
 }
 
@@ -68,11 +70,14 @@ func (c *Client) Capabilities(ctx context.Context) (Capabilities, error) {
 			return Capabilities{}, e
 		}
 		if caps.IMDSv2 {
-			k, err := c.cfg.keys.Key(ctx, c.idKey+"#att=0") // the slot mint uses, so the key is reused
+			k, err := c.cfg.keys.Key(ctx, c.slot()) // the slot mint uses, so the key is reused
 			if err != nil {
 				return Capabilities{}, err
 			}
-			caps.BindingStrength = k.Strength()
+			// With attestation, a key that cannot attest can never get a certificate.
+			if _, ok := k.(attest.Attestable); ok || !c.cfg.attest {
+				caps.BindingStrength = k.Strength()
+			}
 		}
 	}
 	c.caps.Store(&caps)

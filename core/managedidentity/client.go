@@ -12,8 +12,6 @@ package managedidentity
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -100,7 +98,7 @@ func New(id ID, opts ...Option) (*Client, error) {
 	c.pool = mtls.NewPool(c.cfg.roots)
 	c.attestations.client.HTTP = c.pool.Client(nil) // trusts the same roots as every HTTPS call
 	c.cache = cache.New(cache.Options{Clock: clock})
-	c.bearer = c.cache.Partition(c.partition(token.TypeBearer, "", ""))
+	c.bearer = c.cache.Partition(c.partition(token.TypeBearer, ""))
 	c.bindings = newBindings(c.cache, func(b *binding) {
 		c.pool.Evict(b.cert)
 		c.cache.Drop(b.partition)
@@ -170,23 +168,23 @@ func (c *Client) cached(resource string, pop bool) *token.Result {
 }
 
 // partition names the cache partition of this identity's tokens of a type, bound to keyID.
-func (c *Client) partition(tokenType, keyID, claims string) cache.Partition {
-	p := cache.Partition{Authority: c.sourceName, Identity: c.idKey, TokenType: tokenType, KeyID: keyID}
-	if claims != "" {
-		sum := sha256.Sum256([]byte(claims))
-		p.ClaimsHash = hex.EncodeToString(sum[:])
-	}
-	return p
+func (c *Client) partition(tokenType, keyID string) cache.Partition {
+	return cache.Partition{Authority: c.sourceName, Identity: c.idKey, TokenType: tokenType, KeyID: keyID}
 }
 
 func (c *Client) acquireBearer(ctx context.Context, resource string, o acquireConfig) (token.Result, error) {
-	part := c.bearer
-	if o.claims != "" {
-		part = c.cache.Partition(c.partition(token.TypeBearer, "", o.claims))
-	}
-	return part.Get(ctx, resource, o.force || o.claims != "", func(ctx context.Context) (token.Result, error) {
-		return c.source.bearer(ctx, c, resource, o.claims)
+	return c.bearer.Get(ctx, resource, o.force || o.claims != "", func(ctx context.Context, refresh bool) (token.Result, error) {
+		return c.source.bearer(ctx, c, resource, claimsOf(o, refresh))
 	})
+}
+
+// claimsOf is the claims a fetch sends: a claims challenge belongs to the call that got it, not
+// to the background refreshes of the token it fetched.
+func claimsOf(o acquireConfig, refresh bool) string {
+	if refresh {
+		return ""
+	}
+	return o.claims
 }
 
 // Do sends req to a resource with res's token: "Authorization: <token_type> <token>", and, for a

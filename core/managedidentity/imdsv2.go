@@ -50,12 +50,8 @@ func (c *Client) acquirePoP(ctx context.Context, resource string, o acquireConfi
 		if err != nil {
 			return token.Result{}, err
 		}
-		part := b.part
-		if o.claims != "" {
-			part = c.cache.Partition(c.partition(token.TypeMtlsPoP, b.thumbprint, o.claims))
-		}
-		r, err := part.Get(ctx, resource, o.force || o.claims != "", func(ctx context.Context) (token.Result, error) {
-			return c.tokenLeg(ctx, b, resource, o.claims)
+		r, err := b.part.Get(ctx, resource, o.force || o.claims != "", func(ctx context.Context, refresh bool) (token.Result, error) {
+			return c.tokenLeg(ctx, b, resource, claimsOf(o, refresh))
 		})
 		if err == nil {
 			return r, nil
@@ -65,7 +61,10 @@ func (c *Client) acquirePoP(ctx context.Context, resource string, o acquireConfi
 		}
 		if attempt > 0 {
 			if e, ok := err.(*token.Error); ok {
-				e.Message += " (again, with a newly minted binding certificate)"
+				// A copy: the error is shared with every caller that joined the fetch.
+				again := *e
+				again.Message += " (again, with a newly minted binding certificate)"
+				err = &again
 			}
 			return token.Result{}, err
 		}
@@ -75,9 +74,10 @@ func (c *Client) acquirePoP(ctx context.Context, resource string, o acquireConfi
 	}
 }
 
-// remintable: failures a fresh binding certificate may cure.
+// remintable: failures a fresh binding certificate may cure. A body cut short after the server
+// answered is not one: the server had accepted the certificate.
 func remintable(err error) bool {
-	return token.CodeOf(err) == token.CodeInvalidClient || mtls.IsHandshakeRefusal(err)
+	return token.CodeOf(err) == token.CodeInvalidClient || (mtls.IsHandshakeRefusal(err) && !wire.IsBodyReadError(err))
 }
 
 func (c *Client) imdsV2Query(s *imds, path string) string {
@@ -184,7 +184,7 @@ func (c *Client) bind(cred wire.IssuedCredential, key keys.Key) (*binding, error
 	if err != nil {
 		return nil, err
 	}
-	b.partition = c.partition(token.TypeMtlsPoP, b.thumbprint, "")
+	b.partition = c.partition(token.TypeMtlsPoP, b.thumbprint)
 	b.partition.Attested = c.cfg.attest
 	b.part = c.cache.Partition(b.partition)
 	return b, nil

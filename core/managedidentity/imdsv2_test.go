@@ -360,16 +360,23 @@ func TestTokenLegRetries(t *testing.T) {
 	}
 }
 
+// A claims challenge always fetches, and its token replaces the cached one (the one the resource
+// refused); the background refresh of that token does not repeat the challenge.
 func TestClaimsAndForceRefreshFetch(t *testing.T) {
-	emu := startEmulator(t, emulator.Config{})
-	c := clientFor(t, emu, managedidentity.SystemAssigned(), nil)
+	emu := startEmulator(t, emulator.Config{TokenLifetime: 10 * time.Hour, RefreshIn: 2 * time.Hour})
+	var mu sync.Mutex
+	offset := time.Duration(0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return time.Now().Add(offset) }
+	c := clientFor(t, emu, managedidentity.SystemAssigned(), nil, managedidentity.WithClock(clock))
 	ctx := context.Background()
 	if _, err := c.AcquireToken(ctx, "api://r", popOpt); err != nil {
 		t.Fatal(err)
 	}
 	claims := `{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}`
+	var res token.Result
 	for i := 0; i < 2; i++ {
-		res, err := c.AcquireToken(ctx, "api://r", popOpt, managedidentity.WithClaims(claims))
+		var err error
+		res, err = c.AcquireToken(ctx, "api://r", popOpt, managedidentity.WithClaims(claims))
 		if err != nil || res.Source != token.SourceIdentityProvider {
 			t.Fatalf("claims call %d: %v %v", i, res, err)
 		}
@@ -377,8 +384,21 @@ func TestClaimsAndForceRefreshFetch(t *testing.T) {
 			t.Fatal("claims not sent")
 		}
 	}
+	if again, _ := c.AcquireToken(ctx, "api://r", popOpt); again.AccessToken != res.AccessToken || again.Source != token.SourceCache {
+		t.Fatal("the claims token did not replace the cached one")
+	}
+	mu.Lock()
+	offset += 2*time.Hour + 6*time.Minute // past the refresh point and any jitter
+	mu.Unlock()
+	if _, err := c.AcquireToken(ctx, "api://r", popOpt); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return c.Stats().Refreshes == 1 && c.Stats().InFlight == 0 })
+	if n := emu.Requests(emulator.EndpointToken); n != 4 || emu.LastRequest(emulator.EndpointToken).Form.Has("claims") {
+		t.Fatalf("%d token requests; the refresh sent claims %q", n, emu.LastRequest(emulator.EndpointToken).Form.Get("claims"))
+	}
 	res, err := c.AcquireToken(ctx, "api://r", popOpt, managedidentity.WithForceRefresh())
-	if err != nil || res.Source != token.SourceIdentityProvider || emu.Requests(emulator.EndpointToken) != 4 {
+	if err != nil || res.Source != token.SourceIdentityProvider || emu.Requests(emulator.EndpointToken) != 5 {
 		t.Fatalf("force refresh: %v %v (%d token requests)", res, err, emu.Requests(emulator.EndpointToken))
 	}
 	// A forced refresh replaces the cached entry.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -236,4 +238,41 @@ func BenchmarkTPMPoPCacheHit(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(counter.Total())/float64(b.N), "tpm_commands/op")
 	b.ReportMetric(signsPerConn, "tpm_signs/new_connection")
+}
+
+// Capabilities with attestation look at the key mint would use (the attested slot): probing
+// creates no key of its own. A key that cannot attest is reported as no PoP, since every mint
+// would fail.
+func TestCapabilitiesWithAttestation(t *testing.T) {
+	sim := openTPM(t)
+	dir := t.TempDir()
+	p := openProvider(t, sim, dir)
+	emu := attestingEmulator(t, p)
+	ctx := context.Background()
+	keyFiles := func() int {
+		n := 0
+		entries, _ := os.ReadDir(filepath.Join(dir, "keys"))
+		for _, e := range entries {
+			if strings.HasSuffix(e.Name(), ".json") && !strings.HasSuffix(e.Name(), ".cert.json") {
+				n++
+			}
+		}
+		return n
+	}
+	before := keyFiles()
+	c := clientFor(t, emu, managedidentity.SystemAssigned(), nil, managedidentity.WithKeyProvider(p), managedidentity.WithAttestation())
+	caps, err := c.Capabilities(ctx)
+	if err != nil || !caps.PoP() || caps.BindingStrength != keys.StrengthTPM {
+		t.Fatalf("%+v %v", caps, err)
+	}
+	if _, err := c.AcquireToken(ctx, emu.Config().ResourceID, popOpt); err != nil {
+		t.Fatal(err)
+	}
+	if n := keyFiles() - before; n != 1 {
+		t.Fatalf("Capabilities and one mint made %d TPM keys, want 1 (the probe used another slot)", n)
+	}
+	soft := clientFor(t, emu, managedidentity.SystemAssigned(), nil, managedidentity.WithAttestation())
+	if caps, err := soft.Capabilities(ctx); err != nil || caps.PoP() || !caps.IMDSv2 {
+		t.Fatalf("software keys with attestation: %+v %v", caps, err)
+	}
 }

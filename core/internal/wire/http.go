@@ -127,9 +127,9 @@ func (c *Client) attempt(ctx context.Context, newReq func(context.Context) (*htt
 	body, err := io.ReadAll(io.LimitReader(hresp.Body, limit+1))
 	if err != nil {
 		if context.Cause(actx) == errAttemptTimeout {
-			err = errAttemptTimeout
+			return nil, errAttemptTimeout
 		}
-		return nil, err
+		return nil, bodyReadError{err}
 	}
 	if int64(len(body)) > limit {
 		return nil, &token.Error{Code: token.CodeResponseTooLarge, Status: hresp.StatusCode,
@@ -137,6 +137,20 @@ func (c *Client) attempt(ctx context.Context, newReq func(context.Context) (*htt
 	}
 	c.log(ctx, "response", slog.Int("status", hresp.StatusCode), slog.Int("bytes", len(body)))
 	return &Response{Status: hresp.StatusCode, Header: hresp.Header, Body: body}, nil
+}
+
+// bodyReadError is a failure reading a response body. The server had answered, so it had
+// accepted the connection and the client certificate on it: unlike the same EOF before any
+// answer, this one says nothing about the certificate.
+type bodyReadError struct{ err error }
+
+func (e bodyReadError) Error() string { return "reading the response body: " + e.err.Error() }
+func (e bodyReadError) Unwrap() error { return e.err }
+
+// IsBodyReadError reports whether err came from reading a response body after the answer began.
+func IsBodyReadError(err error) bool {
+	var b bodyReadError
+	return errors.As(err, &b)
 }
 
 var errAttemptTimeout = timeoutError{}

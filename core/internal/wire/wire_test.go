@@ -233,3 +233,29 @@ func TestRetryAfterForms(t *testing.T) {
 		}
 	}
 }
+
+// A body cut short after the answer began is marked as such (the server had accepted the
+// connection); a connection closed before any answer is not.
+func TestBodyReadErrorIsTellable(t *testing.T) {
+	cut := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(200)
+		_, _ = w.Write([]byte(`{"access_`))
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // close the connection mid-body
+	}))
+	defer cut.Close()
+	c := &Client{HTTP: cut.Client(), Sleep: (&recorder{}).sleep}
+	_, err := c.Do(context.Background(), IMDS, get(cut.URL))
+	if err == nil || !IsBodyReadError(err) {
+		t.Fatalf("a truncated body: %v (body read error %v)", err, IsBodyReadError(err))
+	}
+	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		panic(http.ErrAbortHandler) // no answer at all
+	}))
+	defer silent.Close()
+	c = &Client{HTTP: silent.Client(), Sleep: (&recorder{}).sleep}
+	if _, err := c.Do(context.Background(), IMDS, get(silent.URL)); err == nil || IsBodyReadError(err) {
+		t.Fatalf("no answer: %v", err)
+	}
+}
