@@ -253,7 +253,7 @@ func (e *Emulator) attestCerts(w http.ResponseWriter, r *http.Request, x *exchan
 		methodNotAllowed(w, x, http.MethodGet)
 		return
 	}
-	writeJSON(w, http.StatusOK, jwkSet{Keys: []jwk{rsaJWK(e.ca.kid, &e.ca.signingKey.PublicKey)}})
+	writeJSON(w, http.StatusOK, e.signingKeys())
 }
 
 // mintAttestationToken signs the attestation JWT: who vouched for the AK, and which key was

@@ -207,17 +207,28 @@ func TestIssueCredentialRequiresAttestation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Well-formed tokens the emulator did not sign, or signed for another issuer.
+	// Well-formed tokens for keyA that the emulator did not sign, or that it signed (with the
+	// key that signs its attestation tokens) for another issuer or with an exp in the past.
 	forger, _ := rsa.GenerateKey(rand.Reader, 2048)
 	thumbA, _ := attest.KeyThumbprint(keyA.Public())
+	claimsFor := func(iss string, iat, exp time.Time) jwt.MapClaims {
+		return jwt.MapClaims{"iss": iss, "iat": iat.Unix(), "exp": exp.Unix(), attest.ClaimKeyThumbprint: thumbA}
+	}
 	forge := func(key *rsa.PrivateKey, iss string, exp time.Time) string {
-		s, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"iss": iss, "iat": time.Now().Unix(), "exp": exp.Unix(),
-			attest.ClaimKeyThumbprint: thumbA}).SignedString(key)
+		s, err := jwt.NewWithClaims(jwt.SigningMethodRS256, claimsFor(iss, time.Now(), exp)).SignedString(key)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
+	emulatorSigned := func(claims jwt.MapClaims) string {
+		s, err := e.SignForTest(claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	now := time.Now()
 
 	csr, err := keys.IMDSCSR(keyA, emulator.DefaultSystemAssignedClientID, emulator.DefaultTenantID, keys.CUID{VMID: emulator.DefaultVMID})
 	if err != nil {
@@ -229,19 +240,30 @@ func TestIssueCredentialRequiresAttestation(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, token, desc string
+		reason            string // with desc "": what the "not valid" description must name
 	}{
-		{"missing", "", "Attestation Token is missing / empty in the issue credential request"},
-		{"not a JWT", "garbage", ""},
-		{"signed by someone else", forge(forger, e.AttestationURL(), time.Now().Add(time.Hour)), ""},
-		{"for the key of another CSR", tokB, "Attestation Token attests a different key than the csr's"},
+		{"missing", "", "Attestation Token is missing / empty in the issue credential request", ""},
+		{"not a JWT", "garbage", "", "malformed"},
+		{"signed by someone else", forge(forger, e.AttestationURL(), time.Now().Add(time.Hour)), "", "signature is invalid"},
+		// The emulator's access tokens are signed with the same key; the issuer tells them apart.
+		{"signed by the emulator for another issuer", emulatorSigned(claimsFor(e.Issuer(), now, now.Add(time.Hour))), "", "invalid issuer"},
+		// Past exp by more than the minute of leeway VerifyToken allows.
+		{"expired", emulatorSigned(claimsFor(e.AttestationURL(), now.Add(-time.Hour), now.Add(-2*time.Minute))), "", "expired"},
+		{"for the key of another CSR", tokB, "Attestation Token attests a different key than the csr's", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := postIssueCredential(t, e, v2Query(), body(tc.token), nil)
 			wantError(t, r, http.StatusBadRequest, "invalid_request", tc.desc)
-			if tc.desc == "" && !strings.HasPrefix(r.json(t)["error_description"].(string), "Attestation Token is not valid: ") {
-				t.Errorf("error_description = %v", r.json(t)["error_description"])
+			if d := r.json(t)["error_description"].(string); tc.desc == "" &&
+				(!strings.HasPrefix(d, "Attestation Token is not valid: ") || !strings.Contains(d, tc.reason)) {
+				t.Errorf("error_description = %q, want it to name %q", d, tc.reason)
 			}
 		})
+	}
+	// Control: the same emulator-signed claims with the right issuer and a future exp are
+	// accepted, so the two cases above fail for their issuer and exp alone.
+	if r := postIssueCredential(t, e, v2Query(), body(emulatorSigned(claimsFor(e.AttestationURL(), now, now.Add(time.Hour)))), nil); r.status != http.StatusOK {
+		t.Fatalf("emulator-signed control token: %d %s", r.status, r.body)
 	}
 
 	r := postIssueCredential(t, e, v2Query(), body(tokA), nil)

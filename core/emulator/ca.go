@@ -247,25 +247,37 @@ func (a *authority) serverTLSConfig(p tlsPolicy) *tls.Config {
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("emulator: no client certificate")
 			}
-			leaf := cs.PeerCertificates[0]
-			if p.alsoAccept != nil && p.alsoAccept(leaf) {
+			if p.alsoAccept != nil && p.alsoAccept(cs.PeerCertificates[0]) {
 				return nil
 			}
-			inter := x509.NewCertPool()
-			for _, c := range cs.PeerCertificates[1:] {
-				inter.AddCert(c)
-			}
-			if _, err := leaf.Verify(x509.VerifyOptions{Roots: a.bindingPool, Intermediates: inter,
-				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-				return fmt.Errorf("emulator: client certificate not issued by the binding CA: %w", err)
-			}
-			if a.isRevoked(leaf) {
-				return errRevoked
-			}
-			return nil
+			return a.verifyBinding(cs.PeerCertificates)
 		}
 	}
 	return cfg
+}
+
+// verifyBinding checks that chain[0] is a binding certificate: issued by the binding CA (with
+// chain[1:] as intermediates), valid now, for client authentication, and not revoked. The TLS
+// layer runs it for certificates no app registered; the token endpoint runs it again before it
+// issues a managed identity's token, because the TLS layer also admits app certificates, which
+// anyone can make with any subject.
+func (a *authority) verifyBinding(chain []*x509.Certificate) error {
+	if len(chain) == 0 {
+		return errors.New("emulator: no client certificate")
+	}
+	leaf := chain[0]
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: a.bindingPool, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return fmt.Errorf("emulator: client certificate not issued by the binding CA: %w", err)
+	}
+	if a.isRevoked(leaf) {
+		return errRevoked
+	}
+	return nil
 }
 
 // publicKeys are the token-signing keys by kid, for pop.StaticKeys.

@@ -6,15 +6,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -54,8 +53,10 @@ type App struct {
 	Federated []FederatedCredential
 }
 
-// FederatedCredential trusts tokens of one issuer and subject as the app's credential. An empty
-// Issuer means this emulator (whose URL is not known before Start).
+// FederatedCredential trusts tokens of one subject as the app's credential. The emulator can
+// verify only tokens it issued itself, so the issuer is always this emulator: Issuer must be
+// empty (this emulator's URL is not known before Start) or equal to Emulator.Issuer; Start
+// refuses any other value rather than register a credential that could never match.
 type FederatedCredential struct {
 	Issuer  string
 	Subject string
@@ -106,6 +107,12 @@ func (e *Emulator) setupApps() error {
 			return fmt.Errorf("emulator: client id %s is registered twice", a.ClientID)
 		}
 		seen[id] = true
+		for _, f := range a.Federated {
+			if f.Issuer != "" && f.Issuer != e.Issuer() {
+				return fmt.Errorf("emulator: app %s: federated credential issuer %q is not this emulator (%s); "+
+					"only tokens the emulator issues can be verified, so leave Issuer empty", a.ClientID, f.Issuer, e.Issuer())
+			}
+		}
 	}
 	return nil
 }
@@ -117,7 +124,10 @@ func (e *Emulator) newDefaultApp() (App, *tls.Certificate, string, error) {
 	if err != nil {
 		return App{}, nil, "", err
 	}
-	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	serial, err := randomSerial()
+	if err != nil {
+		return App{}, nil, "", err
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial, Subject: pkix.Name{CommonName: "mtlspop emulator app"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
@@ -127,19 +137,16 @@ func (e *Emulator) newDefaultApp() (App, *tls.Certificate, string, error) {
 	if err != nil {
 		return App{}, nil, "", err
 	}
-	cert, _ := x509.ParseCertificate(der)
-	secret := "emu~" + strings.ReplaceAll(newSecret(), "-", "")
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return App{}, nil, "", err
+	}
+	secret := "emu~" + randomHex(24)
 	app := App{ClientID: DefaultAppClientID, ObjectID: DefaultAppObjectID, Certificates: []*x509.Certificate{cert}, Secrets: []string{secret}}
 	for _, id := range append([]Identity{e.cfg.SystemAssigned}, e.cfg.UserAssigned...) {
 		app.Federated = append(app.Federated, FederatedCredential{Issuer: e.Issuer(), Subject: id.ObjectID})
 	}
 	return app, &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}, secret, nil
-}
-
-func newSecret() string {
-	var b [24]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%x", b)
 }
 
 // App returns the default application's registration and secrets. It writes the certificate
@@ -204,23 +211,15 @@ func invalidClient(desc string, aadsts int) *authFailure {
 
 // authenticateApp checks how a request authenticates as app. tlsCert is the TLS client
 // certificate on the mtlsauth host, nil on the login host.
-func (e *Emulator) authenticateApp(ctx context.Context, app App, form map[string][]string, tlsCert *x509.Certificate) *authFailure {
-	get := func(k string) string {
-		if v := form[k]; len(v) > 0 {
-			return v[0]
-		}
-		return ""
-	}
-	assertion, assertionType, secret := get("client_assertion"), get("client_assertion_type"), get("client_secret")
+func (e *Emulator) authenticateApp(ctx context.Context, app App, form url.Values, tlsCert *x509.Certificate) *authFailure {
+	assertion, assertionType, secret := form.Get("client_assertion"), form.Get("client_assertion_type"), form.Get("client_secret")
 	switch {
 	case secret != "":
 		if tlsCert != nil {
 			return invalidClient("a client secret cannot be used on the mTLS endpoint", 700025)
 		}
-		for _, s := range app.Secrets {
-			if subtle.ConstantTimeCompare([]byte(s), []byte(secret)) == 1 {
-				return nil
-			}
+		if slices.ContainsFunc(app.Secrets, func(s string) bool { return secretMatches(secret, s) }) {
+			return nil
 		}
 		return invalidClient("invalid client secret provided", 7000215)
 	case assertionType == "urn:ietf:params:oauth:client-assertion-type:jwt-pop":

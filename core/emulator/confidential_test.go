@@ -1,7 +1,12 @@
 package emulator_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
@@ -129,5 +134,82 @@ func TestConfidentialClientOverMTLS(t *testing.T) {
 	// A managed identity's binding certificate cannot act as the app without an assertion.
 	if r := postToken(t, e, mi, e.TenantID(), tokenForm(app.ClientID, scope, "")); r.status != http.StatusUnauthorized {
 		t.Fatalf("binding certificate as app credential: %d %s", r.status, r.body)
+	}
+}
+
+// An app may register an EC certificate and authenticate with ES256 client assertions it signs.
+func TestConfidentialClientES256Assertion(t *testing.T) {
+	t.Parallel()
+	const appID = "6b1f0c3e-8a2d-4f57-b9e1-0c4d2a7f3e58"
+	ecCert := selfSignedClientCert(t, "es256 app") // P-256
+	e := start(t, emulator.Config{Apps: []emulator.App{{ClientID: appID, ObjectID: "es256-object", Certificates: []*x509.Certificate{ecCert.Leaf}}}})
+	claims := jwt.MapClaims{"aud": e.AuthorityURL() + "/oauth2/v2.0/token", "iss": appID, "sub": appID,
+		"exp": time.Now().Add(5 * time.Minute).Unix()}
+	sign := func(key *ecdsa.PrivateKey) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
+		tok.Header["x5t#S256"] = token.Thumbprint(ecCert.Leaf)
+		s, err := tok.SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	form := func(assertion string) url.Values {
+		f := tokenForm(appID, graphResource+"/.default", "")
+		f.Set("client_assertion_type", jwtBearer)
+		f.Set("client_assertion", assertion)
+		return f
+	}
+
+	r := postLogin(t, e, form(sign(ecCert.PrivateKey.(*ecdsa.PrivateKey))))
+	if r.status != http.StatusOK {
+		t.Fatalf("ES256 assertion: %d %s", r.status, r.body)
+	}
+	if c := verifyToken(t, e, r.json(t)["access_token"].(string), graphResource); c["azp"] != appID || c["sub"] != "es256-object" {
+		t.Errorf("claims = %v", c)
+	}
+
+	// Same header and claims, signed by a key that is not the certificate's.
+	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = postLogin(t, e, form(sign(other)))
+	wantError(t, r, http.StatusUnauthorized, "invalid_client", "")
+	if d, _ := r.json(t)["error_description"].(string); !strings.Contains(d, `"bad signature"`) {
+		t.Errorf("error_description = %q", d)
+	}
+	// A valid signature with one bit changed.
+	good := sign(ecCert.PrivateKey.(*ecdsa.PrivateKey))
+	signed, sig := good[:strings.LastIndexByte(good, '.')], good[strings.LastIndexByte(good, '.')+1:]
+	raw, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)/2] ^= 1
+	r = postLogin(t, e, form(signed+"."+base64.RawURLEncoding.EncodeToString(raw)))
+	wantError(t, r, http.StatusUnauthorized, "invalid_client", "")
+	if d, _ := r.json(t)["error_description"].(string); !strings.Contains(d, `"bad signature"`) {
+		t.Errorf("tampered signature: error_description = %q", d)
+	}
+
+	// The same EC certificate also authenticates the app at the TLS layer of the mTLS host.
+	if r := postToken(t, e, ecCert, e.TenantID(), tokenForm(appID, graphResource+"/.default", "mtls_pop")); r.status != http.StatusOK {
+		t.Fatalf("EC certificate over mTLS: %d %s", r.status, r.body)
+	}
+}
+
+// A federated credential can only name this emulator as its issuer: the emulator has no keys to
+// verify anyone else's tokens, so Start refuses a foreign issuer instead of never matching.
+func TestFederatedCredentialForeignIssuer(t *testing.T) {
+	t.Parallel()
+	e, err := emulator.Start(emulator.Config{Apps: []emulator.App{{ClientID: "c", ObjectID: "o",
+		Federated: []emulator.FederatedCredential{{Issuer: "https://token.actions.githubusercontent.com", Subject: "repo:x/y:ref:refs/heads/main"}}}}})
+	if err == nil {
+		e.Close()
+		t.Fatal("Start accepted a federated credential from another issuer")
+	}
+	if !strings.Contains(err.Error(), "token.actions.githubusercontent.com") || !strings.Contains(err.Error(), "leave Issuer empty") {
+		t.Errorf("error = %v", err)
 	}
 }

@@ -81,9 +81,15 @@ type jwkSet struct {
 	Keys []jwk `json:"keys"`
 }
 
+// signingKeys is the JWKS of the token-signing key, served by the login host and, since
+// attestation tokens are signed with the same key, by the attestation service.
+func (e *Emulator) signingKeys() jwkSet {
+	return jwkSet{Keys: []jwk{rsaJWK(e.ca.kid, &e.ca.signingKey.PublicKey)}}
+}
+
 func (e *Emulator) jwks(w http.ResponseWriter, r *http.Request, x *exchange) {
 	if !e.loginPreamble(w, r, x) {
 		return
 	}
-	writeJSON(w, http.StatusOK, jwkSet{Keys: []jwk{rsaJWK(e.ca.kid, &e.ca.signingKey.PublicKey)}})
+	writeJSON(w, http.StatusOK, e.signingKeys())
 }

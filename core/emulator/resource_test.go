@@ -1,6 +1,7 @@
 package emulator_test
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
@@ -143,5 +144,61 @@ func TestResourceRequirePoP(t *testing.T) {
 	cert2, bound2 := popToken(t, e, emulator.DefaultResourceID, "mtls_pop")
 	if r := callResource(t, e, cert2, "", "mtls_pop "+bound2); r.status != http.StatusOK {
 		t.Fatalf("bound token: status %d: %s", r.status, r.body)
+	}
+}
+
+// The resource reports the method, body length and echo header it received, so tests of a
+// client's call API can check what was forwarded.
+func TestResourceEchoesRequest(t *testing.T) {
+	t.Parallel()
+	e := start(t, emulator.Config{})
+	cert, tok := popToken(t, e, emulator.DefaultResourceID, "mtls_pop")
+	send := func(method string, body []byte, header map[string]string) response {
+		t.Helper()
+		req := newRequest(t, method, e.ResourceURL()+"api/echo", bytes.NewReader(body), header)
+		req.Header.Set("Authorization", "mtls_pop "+tok)
+		return do(t, tlsClient(e, cert), req)
+	}
+
+	r := send(http.MethodPut, []byte(`{"hello":"world"}`), map[string]string{emulator.ResourceEchoHeader: "abc 123"})
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	m := r.json(t)
+	want := map[string]any{
+		"method": http.MethodPut, "body_bytes": float64(len(`{"hello":"world"}`)), "echo": "abc 123",
+		// The fields the resource answered with before still say who called.
+		"message": emulator.ResourceMessage, "client_id": emulator.DefaultSystemAssignedClientID, "token_type": "mtls_pop",
+	}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %v, want %v", k, m[k], v)
+		}
+	}
+
+	r = send(http.MethodGet, nil, nil)
+	m = r.json(t)
+	if r.status != http.StatusOK || m["method"] != http.MethodGet || m["body_bytes"] != float64(0) {
+		t.Errorf("GET: %d %s", r.status, r.body)
+	}
+	if _, has := m["echo"]; has {
+		t.Errorf("echo without the header: %s", r.body)
+	}
+
+	// Repeated headers arrive as one value, in order.
+	req := newRequest(t, http.MethodDelete, e.ResourceURL(), nil, nil)
+	req.Header.Set("Authorization", "mtls_pop "+tok)
+	req.Header.Add(emulator.ResourceEchoHeader, "one")
+	req.Header.Add(emulator.ResourceEchoHeader, "two")
+	if r := do(t, tlsClient(e, cert), req); r.json(t)["echo"] != "one, two" || r.json(t)["method"] != http.MethodDelete {
+		t.Errorf("repeated header: %s", r.body)
+	}
+
+	// A body larger than the emulator reads cannot be counted: refused rather than miscounted.
+	if r := send(http.MethodPost, make([]byte, 64<<10+1), nil); r.status != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized body: %d %s", r.status, r.body)
+	}
+	if r := send(http.MethodPost, make([]byte, 64<<10), nil); r.status != http.StatusOK || r.json(t)["body_bytes"] != float64(64<<10) {
+		t.Errorf("body at the limit: %d %s", r.status, r.body)
 	}
 }

@@ -3,6 +3,7 @@ package emulator
 import (
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -184,6 +185,17 @@ func (e *Emulator) stsToken(w http.ResponseWriter, r *http.Request, x *exchange)
 	if !known {
 		e.stsFail(w, r, x, http.StatusUnauthorized, "invalid_client",
 			"application with identifier "+short(req.clientID)+" was not found in the directory", 700016)
+		return
+	}
+	// The TLS layer admitted the certificate either as a binding certificate or as one an app
+	// registered; only the first may speak for a managed identity. An app certificate is
+	// self-made and could carry the identity's client id as its CN.
+	if err := e.ca.verifyBinding(r.TLS.PeerCertificates); err != nil {
+		desc := "the client certificate is not a binding certificate issued by " + BindingIssuerCommonName
+		if errors.Is(err, errRevoked) {
+			desc = "the client certificate has been revoked"
+		}
+		e.stsFail(w, r, x, http.StatusUnauthorized, "invalid_client", desc, 700027)
 		return
 	}
 	if !strings.EqualFold(cert.Subject.CommonName, id.ClientID) {

@@ -1,7 +1,13 @@
 package emulator_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
 	"net/http"
 	"net/url"
 	"strings"
@@ -282,5 +288,57 @@ func TestRevocationCutsKeptAliveAndResumedSessions(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "tls: ") {
 		t.Fatalf("err = %v, want a TLS alert", err)
+	}
+}
+
+// selfSignedClientCert makes a certificate anyone could make: self-signed, client
+// authentication, with the given CN.
+func selfSignedClientCert(t *testing.T, cn string) *tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+// The mTLS host admits app certificates at the TLS layer, and an app certificate is
+// self-made: one whose CN is a managed identity's client id must not get that identity's token.
+func TestTokenManagedIdentityNeedsBindingCertificate(t *testing.T) {
+	t.Parallel()
+	const appID = "0d6f3a55-2d1c-4b8e-9a57-3f1e2c7b9d10"
+	forged := selfSignedClientCert(t, emulator.DefaultSystemAssignedClientID)
+	e := start(t, emulator.Config{Apps: []emulator.App{{ClientID: appID, ObjectID: "app-object", Certificates: []*x509.Certificate{forged.Leaf}}}})
+	scope := graphResource + "/.default"
+
+	// The TLS layer admits it, and it authenticates as the app that registered it...
+	if r := postToken(t, e, forged, e.TenantID(), tokenForm(appID, scope, "mtls_pop")); r.status != http.StatusOK {
+		t.Fatalf("as its own app: %d %s", r.status, r.body)
+	}
+	// ...but not as the managed identity its CN names.
+	for _, tt := range []string{"mtls_pop", ""} {
+		r := postToken(t, e, forged, e.TenantID(), tokenForm(emulator.DefaultSystemAssignedClientID, scope, tt))
+		wantError(t, r, http.StatusUnauthorized, "invalid_client", "")
+		if d, _ := r.json(t)["error_description"].(string); !strings.HasPrefix(d, "AADSTS700027: the client certificate is not a binding certificate") {
+			t.Errorf("token_type %q: error_description = %q", tt, d)
+		}
+	}
+	// A real binding certificate still gets the identity's token.
+	cert, out := binding(t, e, v2Query())
+	if r := postToken(t, e, cert, out.TenantID, tokenForm(out.ClientID, scope, "mtls_pop")); r.status != http.StatusOK {
+		t.Fatalf("binding certificate: %d %s", r.status, r.body)
 	}
 }
