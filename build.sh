@@ -17,18 +17,23 @@ deps() {
   ./ci/deps.sh
 }
 
-# Each surface beyond the Go core has a script in ci/ with "build" and "test" steps. A script
-# that does not exist yet is skipped with a note, never silently.
+# Each surface beyond the Go core has a script in ci/ with "build", "test" and "bench" steps.
+# Every one exists: a missing or non-executable script is an error, never a skip, so that a run
+# cannot report all tests passed without running a surface's.
 surfaces=(capi tpm python node interop)
+
+need_script() { # need_script NAME STEP
+  if [ ! -x "ci/$1.sh" ]; then
+    echo "build.sh: ci/$1.sh is missing or not executable: cannot $2 the $1 surface" >&2
+    exit 1
+  fi
+}
 
 surface() {
   local name=$1 step=$2
-  if [ -x "ci/$name.sh" ]; then
-    log "$name: $step (ci/$name.sh)"
-    "./ci/$name.sh" "$step"
-  else
-    log "$name: $step skipped (no ci/$name.sh yet)"
-  fi
+  need_script "$name" "$step"
+  log "$name: $step (ci/$name.sh)"
+  "./ci/$name.sh" "$step"
 }
 
 build() {
@@ -71,10 +76,9 @@ bench() {
   log "bench: libmtlspop and MSAL Go side by side (bench/)"
   (cd bench && go test -run '^$' -bench . -benchmem -count 5 .) | tee "$dir/peers.txt"
   for s in "${surfaces[@]}"; do
-    if [ -x "ci/$s.sh" ]; then
-      log "bench: $s (ci/$s.sh bench)"
-      "./ci/$s.sh" bench | tee "$dir/$s.jsonl"
-    fi
+    need_script "$s" bench
+    log "bench: $s (ci/$s.sh bench)"
+    "./ci/$s.sh" bench | tee "$dir/$s.jsonl"
   done
   log "results (build/bench/results.json)"
   (cd bench && go run ./cmd/report "$dir")
@@ -87,14 +91,28 @@ demo() {
     "$out/mtlspop" demo
     return
   fi
-  local dir port=2331
-  dir=$(mktemp -d)
-  swtpm socket --tpm2 --tpmstate dir="$dir" --server type=tcp,port=$port,bindaddr=127.0.0.1 \
+  local port=2331
+  demo_dir=$(mktemp -d)
+  # An EXIT trap, not RETURN: a failing demo ends the script through set -e, which skips RETURN
+  # traps and would leave swtpm holding the port.
+  trap stop_demo EXIT
+  swtpm socket --tpm2 --tpmstate dir="$demo_dir" --server type=tcp,port=$port,bindaddr=127.0.0.1 \
     --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 --flags not-need-init,startup-clear &
-  local pid=$!
-  trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' RETURN
+  demo_swtpm_pid=$!
   for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
   "$out/mtlspop" demo --tpm-device "tcp://127.0.0.1:$port"
+}
+
+# Globals, for the EXIT trap.
+demo_swtpm_pid=""
+demo_dir=""
+stop_demo() {
+  if [ -n "$demo_swtpm_pid" ]; then
+    kill "$demo_swtpm_pid" 2>/dev/null || true
+    wait "$demo_swtpm_pid" 2>/dev/null || true
+    demo_swtpm_pid=""
+  fi
+  if [ -n "$demo_dir" ]; then rm -rf "$demo_dir"; demo_dir=""; fi
 }
 
 cmd=${1:-build}

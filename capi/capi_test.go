@@ -13,12 +13,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -87,6 +89,86 @@ func TestTPMProviderThatCannotOpen(t *testing.T) {
 	defer tpms.mu.Unlock()
 	if len(tpms.m) != 0 {
 		t.Fatal("a provider that failed to open was kept")
+	}
+}
+
+// TestTPMOpenIsBounded: a TPM that accepts the connection but never answers holds up client
+// creation no longer than the client's timeout_ms, and, while its open is still pending, does
+// not block the creation of clients on other TPMs (no global lock is held during the I/O).
+// When the open finally fails, nothing is left behind.
+func TestTPMOpenIsBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	var connsMu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			connsMu.Lock()
+			conns = append(conns, c) // held open, never answered
+			connsMu.Unlock()
+		}
+	}()
+	unblock := func() {
+		ln.Close()
+		connsMu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		connsMu.Unlock()
+	}
+	defer unblock()
+
+	within := func(d time.Duration, what string, f func()) {
+		t.Helper()
+		done := make(chan struct{})
+		start := time.Now()
+		go func() { defer close(done); f() }()
+		select {
+		case <-done:
+		case <-time.After(d):
+			t.Fatalf("%s: still blocked after %v", what, d)
+		}
+		t.Logf("%s took %v", what, time.Since(start).Round(time.Millisecond))
+	}
+	dir := t.TempDir()
+	hung := `{"timeout_ms":300,"key":{"provider":"tpm","device":"tcp://` + ln.Addr().String() + `","state_dir":"` + dir + `"}}`
+	within(5*time.Second, "client on a TPM that never answers", func() {
+		if _, err := newClient(hung, true); token.CodeOf(err) != token.CodeRequestTimeout {
+			t.Errorf("err = %v, want %s", err, token.CodeRequestTimeout)
+		}
+	})
+	// The first open is still pending; another device's client is not held up by it.
+	within(5*time.Second, "client on another TPM meanwhile", func() {
+		_, err := newClient(`{"key":{"provider":"tpm","device":"tcp://127.0.0.1:1","state_dir":"`+t.TempDir()+`"}}`, true)
+		if token.CodeOf(err) != token.CodeTPM {
+			t.Errorf("err = %v, want %s", err, token.CodeTPM)
+		}
+	})
+	// A second client of the hung TPM waits for the same open, bounded the same way.
+	within(5*time.Second, "second client on the hung TPM", func() {
+		if _, err := newClient(hung, true); token.CodeOf(err) != token.CodeRequestTimeout {
+			t.Errorf("err = %v, want %s", err, token.CodeRequestTimeout)
+		}
+	})
+	unblock()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tpms.mu.Lock()
+		n := len(tpms.m)
+		tpms.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d TPM entries left after the pending open failed", n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -201,6 +283,79 @@ func TestParseCallRequest(t *testing.T) {
 	} {
 		_, err := parseCallRequest(tc.req)
 		wantArgError(t, err, tc.msg)
+	}
+}
+
+// TestVerifierConfig: a key source that cannot work is a configuration error when the config
+// is read (MTLSPOP_E_INVALID_ARG), not a network error of each verification.
+func TestVerifierConfig(t *testing.T) {
+	const aud = `"audiences":["api://x"]`
+	for _, tc := range []struct{ config, msg string }{
+		{`{` + aud + `,"jwks_url":"http://jwks.example/keys"}`, "config.jwks_url: jwks url must use https"},
+		{`{` + aud + `,"jwks_url":"ftp://jwks.example/keys"}`, "config.jwks_url: jwks url must use https"},
+		{`{` + aud + `,"jwks_url":"not a url"}`, "config.jwks_url: invalid jwks url"},
+		{`{` + aud + `,"jwks_url":"https:///keys"}`, "config.jwks_url: invalid jwks url"},
+		{`{` + aud + `,"jwks":{"keys":5}}`, "config.jwks must be a JSON Web Key Set"},
+		{`{` + aud + `,"jwks":{"keys":[{"kty":"RSA","kid":"a","n":"AQAB","e":"AQAB"}]}}`, "config.jwks has no usable key"},
+		{`{` + aud + `,"jwks":{"keys":[{"kty":"oct","kid":"a","k":"c2VjcmV0"}]}}`, "config.jwks has no usable key"},
+		{`{` + aud + `,"jwks":{"keys":[],"keys":[]}}`, `config.jwks: duplicate key "keys"`},
+	} {
+		_, err := newVerifier(tc.config)
+		wantArgError(t, err, tc.msg)
+		if _, err := verify(tc.config, "Bearer x", ""); statusOf(token.CodeOf(err)) != statusInvalidArg {
+			t.Errorf("verify with %s: %v, want MTLSPOP_E_INVALID_ARG", tc.config, err)
+		}
+	}
+	for _, ok := range []string{
+		`{` + aud + `,"jwks_url":"https://login.example/keys"}`,
+		`{` + aud + `,"jwks_url":"http://127.0.0.1:1/keys"}`, // loopback: local development
+		`{` + aud + `,"jwks":{"keys":[]}}`,                   // refuses every token, on purpose
+	} {
+		if _, err := newVerifier(ok); err != nil {
+			t.Errorf("newVerifier(%s): %v", ok, err)
+		}
+	}
+}
+
+// TestMemoBounds: the per-client memo tables, never evicted, keep only short strings, and never
+// claims challenges (each differs); anything else is parsed per call and still works.
+func TestMemoBounds(t *testing.T) {
+	cl, err := newClient(`{"log_level":"off"}`, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.close()
+	memoized := func(data string) bool {
+		m := cl.opts.Load()
+		if m == nil {
+			return false
+		}
+		_, ok := (*m)[data]
+		return ok
+	}
+	short := `{"mtls_pop":true}`
+	long := `{"mtls_pop":true` + strings.Repeat(" ", maxMemoKey) + `}`
+	claims := `{"claims":"{\"access_token\":{\"nbf\":{\"essential\":true,\"value\":\"1\"}}}"}`
+	for _, data := range []string{short, long, claims} {
+		o, err := cl.options(data, true)
+		if err != nil || !o.pop && data != claims {
+			t.Fatalf("options(%.20q): %+v %v", data, o, err)
+		}
+	}
+	if !memoized(short) || memoized(long) || memoized(claims) {
+		t.Fatalf("memoized: short %v (want true), long %v, claims %v (want false)", memoized(short), memoized(long), memoized(claims))
+	}
+
+	longRes := "api://" + strings.Repeat("r", maxMemoKey)
+	e, err := cl.entry(longRes)
+	if err != nil || e.kept || e.resource != longRes {
+		t.Fatalf("long resource: kept %v, %v", e != nil && e.kept, err)
+	}
+	if m := cl.names.Load(); m != nil && (*m)[longRes] != nil {
+		t.Fatal("a long resource was interned")
+	}
+	if e, err := cl.entry("api://short"); err != nil || !e.kept {
+		t.Fatalf("short resource not interned: %v", err)
 	}
 }
 

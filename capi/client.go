@@ -69,8 +69,15 @@ type image struct {
 type tokenRef struct{ result token.Result }
 
 // Bounds of the per-client memo tables. Past them, the memo is simply not used: resources are
-// then copied on each call, and tokens get a fresh image each time.
-const maxInterned = 4096
+// then copied on each call, and tokens get a fresh image each time. Only strings up to
+// maxMemoKey bytes are memoized: the tables are never evicted, and inputs may be up to
+// MTLSPOP_MAX_INPUT (1 MiB) each, so without that bound a client fed varied large strings would
+// keep up to maxInterned MiB per table for its lifetime. Real resources and options are far
+// shorter; a longer one is parsed (or copied) per call, which costs little next to its size.
+const (
+	maxInterned = 4096
+	maxMemoKey  = 256
+)
 
 var (
 	liveClients atomic.Int64
@@ -121,7 +128,10 @@ func newManagedIdentity(cfg clientConfig, getenv func(string) string, roots *x50
 	}
 	var provider keys.Provider = keys.NewSoftware()
 	if cfg.key.provider == providerTPM {
-		p, err := acquireTPM(cfg.key.device, cfg.key.stateDir)
+		// Opening the TPM is the one I/O of client creation: bound it as the client's calls are.
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
+		p, err := acquireTPM(ctx, cfg.key.device, cfg.key.stateDir)
+		cancel()
 		if err != nil {
 			return nil, err
 		}
@@ -272,9 +282,13 @@ func (cl *client) options(data string, given bool) (*acquireOptions, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl.mu.Lock()
-	cl.opts.Store(withEntry(cl.opts.Load(), strings.Clone(data), o))
-	cl.mu.Unlock()
+	// Claims challenges differ from one response to the next (and always fetch anyway), so
+	// memoizing them would only fill the table.
+	if len(data) <= maxMemoKey && o.claims == "" {
+		cl.mu.Lock()
+		cl.opts.Store(withEntry(cl.opts.Load(), strings.Clone(data), o))
+		cl.mu.Unlock()
+	}
 	return o, nil
 }
 
@@ -298,7 +312,7 @@ func (cl *client) entry(res string) (*resourceEntry, error) {
 		}
 	}
 	e := &resourceEntry{resource: s, scopes: strings.Fields(s)}
-	if !cl.released && (m == nil || len(*m) < maxInterned) {
+	if !cl.released && len(s) <= maxMemoKey && (m == nil || len(*m) < maxInterned) {
 		e.kept = true
 		cl.names.Store(withEntry(m, s, e))
 	}

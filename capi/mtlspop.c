@@ -19,8 +19,11 @@
  * values instead (checked on the Go side), since every client call enters Go anyway.
  */
 /* No clones (foo.part.0, foo.cold, ...): symbol names with a dot are what the valgrind
- * suppressions of ci/capi.sh treat as Go code, and ci/capi.sh checks that none come from here. */
-#pragma GCC optimize("no-ipa-cp-clone", "no-ipa-sra", "no-partial-inlining", \
+ * suppressions of ci/capi.sh treat as Go code, and ci/capi.sh checks that none come from here.
+ * "no-ipa-cp" too, not only "no-ipa-cp-clone": when every call passes the same constant (as
+ * with err_new's code), IPA-CP specializes the function as name.constprop.0 even without
+ * cloning. */
+#pragma GCC optimize("no-ipa-cp", "no-ipa-cp-clone", "no-ipa-sra", "no-partial-inlining", \
                      "no-reorder-blocks-and-partition")
 
 #include <pthread.h>
@@ -575,8 +578,12 @@ int mtlspop_call(mtlspop_client *client, const mtlspop_token *token, const char 
     if (rc != MTLSPOP_OK) {
         return rc;
     }
-    /* Hold the image for the call, so a token freed by another thread meanwhile (a bug in the
-     * caller) cannot free the Result under us. */
+    /* The caller's token handle keeps the image alive for the call; freeing the token while
+     * another thread still uses it is a caller bug (header, convention 6), and nothing here makes
+     * it safe: a concurrent mtlspop_token_free between slot_get above and the increment below can
+     * free the image first. The extra reference only narrows that window to those few
+     * instructions, instead of the whole network call. Closing it would take a lock (or hazard
+     * pointers) on every handle lookup, for a contract the caller must keep anyway. */
     mtlspopc_tok *t = s->data;
     __atomic_add_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
     uintptr_t r = 0, go_err = 0;

@@ -6,13 +6,12 @@ package main
 import "C"
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"io"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -31,9 +30,6 @@ const (
 	maxLeewaySeconds     = 600
 	// maxVerifiers bounds the cache of verifiers by configuration string.
 	maxVerifiers = 64
-	// inlineJWKSURL is where a Verifier with an inline key set "fetches" it: the request never
-	// leaves the process (see inlineJWKS).
-	inlineJWKSURL = "https://inline-jwks.mtlspop.invalid/keys"
 )
 
 type verifier struct {
@@ -120,17 +116,23 @@ func newVerifier(config string) (*verifier, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Both key sources are checked here, so that a bad one is MTLSPOP_E_INVALID_ARG now rather
+	// than an error of every verification (a bad URL would surface as MTLSPOP_E_NETWORK).
 	switch {
 	case hasURL == hasInline:
 		return nil, argErrorf("config: give exactly one of jwks_url and jwks")
 	case hasInline:
-		keys, ok := inline.raw("keys")
-		if !ok || kind(keys) != '[' {
-			return nil, argErrorf(`config.jwks must be a JSON Web Key Set: {"keys": [...]}`)
+		if v.Keys, err = inlineKeys(inline, o); err != nil {
+			return nil, err
 		}
-		raw, _ := o.raw("jwks")
-		v.Keys = pop.NewJWKS(inlineJWKSURL, &http.Client{Transport: inlineJWKS(bytes.Clone(raw))})
 	default:
+		if err := pop.CheckJWKSURL(jwksURL); err != nil {
+			msg := err.Error()
+			if te := (*token.Error)(nil); errors.As(err, &te) {
+				msg = te.Message // without the code: argErrorf gives it its own
+			}
+			return nil, argErrorf("config.jwks_url: %s (https, or http on a loopback host)", msg)
+		}
 		roots, err := mtls.Roots(liveEnv(nil), caFile)
 		if err != nil {
 			return nil, err
@@ -146,18 +148,26 @@ func newVerifier(config string) (*verifier, error) {
 	return &verifier{v: v, timeout: timeout}, nil
 }
 
-// inlineJWKS answers every request with the key set given in the configuration, so that inline
-// keys go through exactly the parsing and checks of fetched ones.
-type inlineJWKS []byte
-
-func (b inlineJWKS) RoundTrip(r *http.Request) (*http.Response, error) {
-	return &http.Response{
-		Status: "200 OK", StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header:        http.Header{"Content-Type": {"application/json"}},
-		Body:          io.NopCloser(bytes.NewReader(b)),
-		ContentLength: int64(len(b)),
-		Request:       r,
-	}, nil
+// inlineKeys parses the configuration's "jwks" (the object inline, o its parent) with the
+// parser fetched key sets go through, so inline keys get exactly the same checks.
+func inlineKeys(inline, o *object) (pop.KeySet, error) {
+	entries, ok := inline.raw("keys")
+	var list []json.RawMessage
+	if !ok || kind(entries) != '[' || json.Unmarshal(entries, &list) != nil {
+		return nil, argErrorf(`config.jwks must be a JSON Web Key Set: {"keys": [...]}`)
+	}
+	raw, _ := o.raw("jwks")
+	keys, err := pop.ParseJWKS(raw)
+	if err != nil {
+		return nil, argErrorf(`config.jwks must be a JSON Web Key Set: {"keys": [...]}`)
+	}
+	// A fetched set may mix in keys of other kinds, which are skipped; a configured one whose
+	// every entry is skipped can only be a mistake (every token would be refused). An empty
+	// set stays allowed: it refuses every token on purpose.
+	if len(keys) == 0 && len(list) > 0 {
+		return nil, argErrorf("config.jwks has no usable key: each needs a kid and must be RSA (2048 to 8192 bits) or EC P-256, with \"use\" absent or \"sig\"")
+	}
+	return pop.StaticKeys(keys), nil
 }
 
 // verified is the outcome of a successful verification.

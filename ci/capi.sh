@@ -32,6 +32,8 @@ version=$(sed -n 's/^const Version = "\(.*\)"$/\1/p' core/version/version.go)
 log() { printf '\n--> capi: %s\n' "$*" >&2; }
 
 build() {
+  # cgo compiles with gcc (go env CC); the C tests, the example and the node addon with cc.
+  need_tools ci/capi.sh gcc:gcc cc:gcc
   mkdir -p "$out/include"
   log "go build -buildmode=c-shared -> build/libmtlspop.so.0"
   # DWARF 4, not Go 1.25+'s default DWARF 5: valgrind < 3.20 and older debuggers cannot read
@@ -56,9 +58,9 @@ Version: $version
 Libs: -L\${libdir} -Wl,-rpath,\${libdir} -lmtlspop
 Cflags: -I\${includedir}
 EOF
-  if [ ! -x "$out/mtlspop" ]; then
-    go build -trimpath -o "$out/mtlspop" ./cmd/mtlspop
-  fi
+  # Always (an up-to-date binary is not relinked): the C tests run this tree's emulator, and an
+  # older build/mtlspop would test the library against an emulator that lacks what they check.
+  go build -trimpath -o "$out/mtlspop" ./cmd/mtlspop
 }
 
 # check_exports: the .so exports exactly the functions the header declares, with the SONAME, and
@@ -78,11 +80,22 @@ check_exports() {
     { echo "SONAME is not libmtlspop.so.0"; return 1; }
   grep -q "#define MTLSPOP_VERSION        \"$version\"" include/mtlspop.h ||
     { echo "MTLSPOP_VERSION in include/mtlspop.h is not core/version's $version"; return 1; }
-  # Symbols with a dot are what valgrind.supp treats as Go code; none may come from mtlspop.c.
-  if nm "$out/libmtlspop.so.0" | awk '{print $3}' | grep -E '^(mtlspop|slot|put|room|fail|input|clear_err|on_fork|err_get|tok_get|resp_get|claims_get)[^ ]*\.'; then
+  # Symbols with a dot are what valgrind.supp treats as Go code; none may come from mtlspop.c:
+  # a compiler clone of one of its functions (slot_get.constprop.0, err_new.part.0, ...).
+  local ours
+  ours=$(c_functions | paste -sd'|')
+  [ -n "$ours" ] || { echo "found no function definitions in capi/mtlspop.c"; return 1; }
+  if nm "$out/libmtlspop.so.0" | awk '{print $3}' | grep -E "^($ours)\."; then
     echo "mtlspop.c produced cloned symbols; the valgrind suppressions would hide their errors"
     return 1
   fi
+}
+
+# c_functions prints the name of every function capi/mtlspop.c defines (one a line): a line
+# that starts, unindented, with a return type and ends its first token run in "name(".
+c_functions() {
+  grep -oE '^[a-z][a-z0-9_ *]*[ *]([a-z_][a-z0-9_]*)\(' capi/mtlspop.c |
+    sed -E 's/.*[ *]([a-z_][a-z0-9_]*)\($/\1/' | sort -u
 }
 
 check_header() {
@@ -105,7 +118,7 @@ compile_c() { # compile_c out src...
 # capi/ctest/valgrind.supp.
 go_symbols_supp() {
   local ours syms
-  ours=$(grep -oE '^[a-z][a-z0-9_ *]*[ *]([a-z_][a-z0-9_]*)\(' capi/mtlspop.c | sed -E 's/.*[ *]([a-z_][a-z0-9_]*)\($/\1/' | sort -u)
+  ours=$(c_functions)
   syms=$(nm "$out/libmtlspop.so.0" | awk '$2 ~ /^[tT]$/ {print $3}' | grep -v '[.:(]' | sort -u |
     grep -vxF -f <(echo "$ours") | grep -vE '^mtlspop(_|c_)')
   for f in $syms; do
@@ -145,15 +158,32 @@ run_suite() {
     "$out/ctest/capi_test" "$out/mtlspop"
 }
 
+# Globals, so that the EXIT trap can stop and remove them however the script ends.
+emu_pid=""
+tmp_dir=""
+stop_emulator() {
+  if [ -n "$emu_pid" ]; then
+    kill "$emu_pid" 2>/dev/null || true
+    wait "$emu_pid" 2>/dev/null || true
+    emu_pid=""
+  fi
+}
+cleanup() {
+  stop_emulator
+  if [ -n "$tmp_dir" ]; then rm -rf "$tmp_dir"; fi
+}
+trap cleanup EXIT
+
 run_example() {
   log "examples/c: cc example.c \$(pkg-config --cflags --libs mtlspop), against the emulator"
-  local tmp pid
-  tmp=$(mktemp -d)
+  local tmp
+  tmp_dir=$(mktemp -d)
+  tmp=$tmp_dir
   # shellcheck disable=SC2046
   cc -std=c99 -Wall -Wextra -Werror -o "$out/ctest/example" examples/c/example.c \
     $(PKG_CONFIG_PATH="$out" pkg-config --cflags --libs mtlspop)
   "$out/mtlspop" emulator < /dev/null > "$tmp/emu.json" &
-  pid=$!
+  emu_pid=$!
   for _ in $(seq 100); do [ -s "$tmp/emu.json" ] && break; sleep 0.05; done
   local rc=0
   (
@@ -166,22 +196,21 @@ print("export RESOURCE_URL=" + shlex.quote(e["urls"]["resource"]))
 ' "$tmp/emu.json")"
     "$out/ctest/example" "$RESOURCE_URL" api://mtlspop-emulator > "$tmp/out.txt"
   ) || rc=$?
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  stop_emulator
   cat "$tmp/out.txt"
   grep -q -- '-----BEGIN CERTIFICATE-----' "$tmp/out.txt" && grep -q 'status 200' "$tmp/out.txt" || rc=1
   rm -rf "$tmp"
+  tmp_dir=""
   return $rc
 }
 
 # The test tools that come from OS packages. Unlike swtpm (ci/tpm.sh), these are not optional:
 # without valgrind the memory checks the C ABI promises would not run, so their absence fails.
+# g++: the header compiles as C++; binutils: nm, readelf, strings (exports, SONAME, valgrind
+# suppressions); python3: reading the emulator's JSON for the example.
 ensure_tools() {
-  local t
-  for t in "valgrind valgrind" "pkg-config pkg-config"; do
-    set -- $t
-    apt_install "$1" "$2" || { echo "ci/capi.sh: $apt_reason" >&2; exit 1; }
-  done
+  need_tools ci/capi.sh valgrind:valgrind pkg-config:pkg-config g++:g++ \
+    nm:binutils readelf:binutils strings:binutils python3:python3
 }
 
 test_capi() {

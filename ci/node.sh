@@ -20,6 +20,7 @@
 # without them the step is skipped with the reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. ci/apt.sh
 root=$(pwd)
 out="$root/build"
 src="$root/bindings/node"
@@ -57,6 +58,8 @@ install_tools() {
 
 build() {
   need_node
+  # cc compiles the addon; binutils' objcopy and readelf strip the library and check the addon.
+  need_tools ci/node.sh cc:gcc objcopy:binutils readelf:binutils
   [ -f "$out/libmtlspop.so.0" ] || ./ci/capi.sh build
   install_tools
   local stage="$dest/pkg" target="linux-x64"

@@ -16,11 +16,15 @@
 # never globally. Every venv that runs the package is fresh, and installs with --no-index.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. ci/apt.sh
 root=$(pwd)
 out="$root/build"
 pyout="$out/python"
 src="$root/bindings/python"
 python=${PYTHON:-python3}
+# Every step runs the interpreter (already in the lines below) and makes venvs: on a fresh
+# Debian, python3 and python3-venv come from apt here.
+case "${1:-}" in build | test | bench) need_python_venv ci/python.sh "$python" ;; esac
 version=$(sed -n 's/^const Version = "\(.*\)"$/\1/p' core/version/version.go)
 plat=$("$python" -c 'import sysconfig as s; print(s.get_platform().replace("-", "_").replace(".", "_"))')
 wheel="$pyout/mtlspop-$version-py3-none-$plat.whl"

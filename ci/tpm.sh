@@ -31,22 +31,30 @@ ensure_swtpm() {
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# Globals, so the EXIT trap still sees them after test_swtpm returns.
+# Globals, so the EXIT trap sees them however the script ends (a failed command under set -e
+# included): every background process this script starts is stopped there.
 swtpm_pid=""
+emu_pid=""
 work_dir=""
-cleanup() {
-  if [ -n "$swtpm_pid" ] && kill -0 "$swtpm_pid" 2>/dev/null; then
-    echo "ci/tpm.sh: stopping swtpm (pid $swtpm_pid)"
-    kill "$swtpm_pid" 2>/dev/null || true
-    wait "$swtpm_pid" 2>/dev/null || true
+stop_pid() { # stop_pid NAME PID
+  if [ -n "$2" ] && kill -0 "$2" 2>/dev/null; then
+    echo "ci/tpm.sh: stopping $1 (pid $2)"
+    kill "$2" 2>/dev/null || true
+    wait "$2" 2>/dev/null || true
   fi
+}
+cleanup() {
+  stop_pid emulator "$emu_pid"
+  stop_pid swtpm "$swtpm_pid"
   if [ -n "$work_dir" ]; then rm -rf "$work_dir"; fi
 }
+trap cleanup EXIT
 
 test_swtpm() {
   ensure_swtpm
+  # python3 reads the emulator's JSON and checks the tokens in cli_flow.
+  need_tools ci/tpm.sh python3:python3
   local dir port
-  trap cleanup EXIT
   work_dir=$(mktemp -d)
   dir=$work_dir
 
@@ -108,7 +116,7 @@ CONF
 # the TPM key (binding_key "tpm"; the emulator issued the certificate only for the attested key),
 # bound to that certificate (cnf), and a second process reuses the persisted key and certificate.
 cli_flow() {
-  local dir=$1 device=$2 ekroots=$3 trust emu_pid
+  local dir=$1 device=$2 ekroots=$3 trust
   if [ -n "$ekroots" ]; then trust=(--attestation-ek-roots "$ekroots"); else trust=(--attestation-trust-any-ak); fi
   [ -x build/mtlspop ] || go build -o build/mtlspop ./cmd/mtlspop
   build/mtlspop emulator --require-attestation "${trust[@]}" >"$dir/emu.json" </dev/null &
@@ -122,6 +130,7 @@ cli_flow() {
   env $env build/mtlspop "${args[@]}" --force-refresh >"$dir/tok2.json"
   kill "$emu_pid" 2>/dev/null || true
   wait "$emu_pid" 2>/dev/null || true
+  emu_pid=""
   python3 - "$dir/tok1.json" "$dir/tok2.json" <<'PY'
 import base64, hashlib, json, ssl, sys
 t1, t2 = (json.load(open(p)) for p in sys.argv[1:3])

@@ -217,9 +217,14 @@ int mtlspop_error_free(mtlspop_error *err);
 typedef struct mtlspop_client mtlspop_client;
 
 /* CONSTRUCTOR. Creates a client from config_json (borrowed). Reads the environment now, through
- * getenv(). Does no network I/O.
+ * getenv(). Talks to no identity endpoint. The one exception to "no I/O" is a "tpm" key
+ * provider: the first client of a device and state_dir opens the TPM (connecting to it, for
+ * "tcp://", and running a few TPM commands); clients of the same TPM share that open. Waiting
+ * for it is bounded by timeout_ms, and never holds up clients of other TPMs.
  * Returns MTLSPOP_OK and *out (free with mtlspop_client_free), or MTLSPOP_E_INVALID_ARG (bad JSON,
- * unknown key, wrong type, unknown key provider, unreadable ca_file, bad endpoint URL, NULL out). */
+ * unknown key, wrong type, unknown key provider, unreadable ca_file, bad endpoint URL, NULL out);
+ * for a TPM key also MTLSPOP_E_UNSUPPORTED ("tpm_error": the TPM or its state directory failed)
+ * or MTLSPOP_E_TIMEOUT (the TPM did not open within timeout_ms). */
 int mtlspop_client_new(const char *config_json, mtlspop_client **out, mtlspop_error **err);
 
 /* DESTRUCTOR. Cancels the client's calls in flight (blocking and async), closes its connections
@@ -239,7 +244,8 @@ int mtlspop_client_free(mtlspop_client *client);
  *     "force_refresh": false,    skip the cache and fetch a new token
  *     "cache_only":    false,    never fetch: the cached token, or MTLSPOP_E_NOT_FOUND
  *                                ("not_cached") at once, for callers that must not block
- *     "claims":        "{...}",  claims challenge (e.g. CAE) to send; always fetches
+ *     "claims":        "{...}",  claims challenge (e.g. CAE) to send; always fetches, and
+ *                                the new token replaces the cached one
  *     "timeout_ms":    5000      bound of this call (1 .. 86400000); default: the client's
  *   }
  *
@@ -348,8 +354,11 @@ int mtlspop_response_free(mtlspop_response *response);
  *     "audiences":     ["api://my-api"],          required, non-empty: accepted aud values
  *     "issuer":        "https://login.../v2.0",   if set, iss must equal it
  *     "jwks_url":      "https://.../keys",        the issuer's key set (https, or http on
- *                                                 loopback), fetched on first use and cached, or
- *     "jwks":          {"keys": [...]},           the key set inline (exactly one of the two)
+ *                                                 loopback; redirects must stay on https),
+ *                                                 fetched on first use and cached, or
+ *     "jwks":          {"keys": [...]},           the key set inline (exactly one of the two);
+ *                                                 RSA (2048-8192 bits) and EC P-256 keys with a
+ *                                                 kid are used, other entries skipped
  *     "ca_file":       "/path/ca.pem",            extra trust anchors for jwks_url
  *     "allow_unbound": false,                     accept tokens without cnf under "Bearer"
  *     "leeway_s":      0,                         clock skew tolerated, seconds (0 .. 600)
@@ -357,7 +366,9 @@ int mtlspop_response_free(mtlspop_response *response);
  *   }
  *
  * Verifiers are cached by their exact configuration string, so repeated calls with the same
- * string reuse the fetched keys.
+ * string reuse the fetched keys. The configuration is checked in full before anything is
+ * fetched: a jwks_url that is not https (nor http on loopback) or not a URL, or an inline set
+ * with entries but no usable key, is MTLSPOP_E_INVALID_ARG.
  */
 typedef struct mtlspop_claims mtlspop_claims;
 

@@ -664,7 +664,9 @@ static void test_call(void) {
     mtlspop_token *t = acquire(c, resource_id, NULL);
     mtlspop_response *r = NULL;
     mtlspop_error *err = NULL;
-    int rc = mtlspop_call(c, t, fmt("{\"url\":\"%s\",\"headers\":{\"X-Test\":[\"a\",\"b\"],\"Accept\":\"application/json\"}}", resource_url), &r, &err);
+    /* The resource echoes the method, the body's length and X-Mtlspop-Echo (every value), so
+     * a dropped header, value, method or body shows. */
+    int rc = mtlspop_call(c, t, fmt("{\"url\":\"%s\",\"headers\":{\"X-Mtlspop-Echo\":[\"a\",\"b\"],\"Accept\":\"application/json\"}}", resource_url), &r, &err);
     EXPECT(rc, err, MTLSPOP_OK, NULL);
     CHECK(mtlspop_response_status(r) == 200);
     size_t len = 0;
@@ -673,6 +675,9 @@ static void test_call(void) {
     CHECK(body && strstr((const char *)body, "hello from the mtlspop emulator resource"));
     CHECK(body && strstr((const char *)body, "\"token_type\":\"mtls_pop\""));
     CHECK(body && strstr((const char *)body, mtlspop_token_x5t_s256(t)));
+    CHECK(body && strstr((const char *)body, "\"method\":\"GET\""));
+    CHECK(body && strstr((const char *)body, "\"body_bytes\":0"));
+    CHECK(body && strstr((const char *)body, "\"echo\":\"a, b\""));
     CHECK(mtlspop_response_header(r, "content-type") && strstr(mtlspop_response_header(r, "content-type"), "application/json"));
     CHECK(mtlspop_response_header(r, "X-Absent") == NULL);
     CHECK(mtlspop_response_header(r, NULL) == NULL);
@@ -680,10 +685,21 @@ static void test_call(void) {
     CHECK(mtlspop_response_free(r) == MTLSPOP_OK);
     CHECK(mtlspop_response_free(r) == MTLSPOP_E_INVALID_ARG);
 
-    /* A POST with a binary body. */
-    rc = mtlspop_call(c, t, fmt("{\"method\":\"POST\",\"url\":\"%s\",\"body_base64\":\"AAEC/w==\",\"timeout_ms\":30000}", resource_url), &r, &err);
+    /* A POST with a binary body (4 bytes, a NUL among them), and a PUT with a text body. */
+    rc = mtlspop_call(c, t, fmt("{\"method\":\"POST\",\"url\":\"%s\",\"body_base64\":\"AAEC/w==\",\"headers\":{\"X-Mtlspop-Echo\":\"post\"},\"timeout_ms\":30000}", resource_url), &r, &err);
     EXPECT(rc, err, MTLSPOP_OK, NULL);
     CHECK(mtlspop_response_status(r) == 200);
+    body = mtlspop_response_body(r, NULL);
+    CHECK(body && strstr((const char *)body, "\"method\":\"POST\""));
+    CHECK(body && strstr((const char *)body, "\"body_bytes\":4"));
+    CHECK(body && strstr((const char *)body, "\"echo\":\"post\""));
+    mtlspop_response_free(r);
+    rc = mtlspop_call(c, t, fmt("{\"method\":\"PUT\",\"url\":\"%s\",\"body\":\"h\u00e9llo\"}", resource_url), &r, &err);
+    EXPECT(rc, err, MTLSPOP_OK, NULL);
+    body = mtlspop_response_body(r, NULL);
+    CHECK(body && strstr((const char *)body, "\"method\":\"PUT\""));
+    CHECK(body && strstr((const char *)body, "\"body_bytes\":6")); /* UTF-8: é is 2 bytes */
+    CHECK(body && !strstr((const char *)body, "\"echo\""));
     mtlspop_response_free(r);
 
     /* The resource requires PoP: a Bearer token is refused with 401, which is not a failure of
@@ -801,6 +817,12 @@ static void test_verify(void) {
     EXPECT(mtlspop_verify(fmt("{\"audiences\":[\"a\"],\"jwks\":{\"keys\":[]},\"strict\":true}"), authz, pem, &cl, &err), err, MTLSPOP_E_INVALID_ARG, A);
     EXPECT(mtlspop_verify(cfg, authz, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", &cl, &err), err, MTLSPOP_E_INVALID_ARG, A);
     EXPECT(mtlspop_verify(cfg, authz, "not pem", &cl, &err), err, MTLSPOP_E_INVALID_ARG, A);
+    /* A key source that can never work is bad configuration, found when the config is read:
+     * a jwks_url that is not https (nor http on loopback) or not a URL at all, and an inline
+     * set none of whose keys is usable. */
+    EXPECT(mtlspop_verify(fmt("{\"audiences\":[\"%s\"],\"jwks_url\":\"http://jwks.example/keys\"}", resource_id), authz, pem, &cl, &err), err, MTLSPOP_E_INVALID_ARG, A);
+    EXPECT(mtlspop_verify(fmt("{\"audiences\":[\"%s\"],\"jwks_url\":\"keys.json\"}", resource_id), authz, pem, &cl, &err), err, MTLSPOP_E_INVALID_ARG, A);
+    EXPECT(mtlspop_verify(fmt("{\"audiences\":[\"%s\"],\"jwks\":{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"k\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}}", resource_id), authz, pem, &cl, &err), err, MTLSPOP_E_INVALID_ARG, A);
     /* An unreachable key set is not the token's fault: 503, not 401. */
     err = NULL;
     rc = mtlspop_verify(fmt("{\"audiences\":[\"%s\"],\"jwks_url\":\"https://127.0.0.1:%d/keys\"}", resource_id, closed_port), authz, pem, &cl, &err);
@@ -1257,6 +1279,33 @@ static void test_logging(void) {
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * the test harness itself
+ */
+
+/* Closing an emulator's stdin must stop it even while another emulator, started after it, is
+ * running: the second must not have inherited the first's pipe (emulator.h opens its pipes
+ * O_CLOEXEC). An emulator that had to be signalled leaves its temporary directory, with a
+ * private key in it, behind. */
+static void test_emulator_stop(void) {
+    emu a = {0}, b = {0};
+    if (emu_start(&a, cli_path, NULL) != 0 || emu_start(&b, cli_path, NULL) != 0) {
+        fprintf(stderr, "FAIL %s: cannot start the emulators\n", current);
+        failures++;
+        emu_stop(&a);
+        return;
+    }
+    double t0 = now_ms();
+    int how = emu_stop(&a);
+    if (how != 0) {
+        fprintf(stderr, "FAIL %s: the first emulator needed %s to stop (%.0f ms): its stdin pipe "
+                        "leaked into the second\n", current, how == 1 ? "SIGTERM" : "SIGKILL",
+                now_ms() - t0);
+        failures++;
+    }
+    CHECK(emu_stop(&b) == 0);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * main
  */
 
@@ -1289,6 +1338,7 @@ static const test tests[] = {
     {"bad_strings", test_bad_strings},
     {"fork", test_fork},
     {"logging", test_logging},
+    {"emulator_stop", test_emulator_stop},
 };
 
 int main(int argc, char **argv) {
@@ -1353,8 +1403,13 @@ int main(int argc, char **argv) {
         failures++;
     }
     close(bh);
-    emu_stop(&E);
-    emu_stop(&E_V1);
+    /* E was started before E_V1, so E stops by itself only if E_V1 did not inherit its stdin. */
+    current = "emulator_shutdown";
+    if (emu_stop(&E) != 0) {
+        fprintf(stderr, "FAIL %s: the emulator did not stop when its stdin closed\n", current);
+        failures++;
+    }
+    CHECK(emu_stop(&E_V1) == 0);
     printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
     return failures ? 1 : 0;
 }

@@ -87,12 +87,41 @@ type jwksFetch struct {
 
 // NewJWKS returns a KeySet that fetches keys from rawURL. A nil client means
 // http.DefaultClient. Nothing is fetched until a key is first needed, so a server can start
-// while the issuer is unreachable.
+// while the issuer is unreachable; call CheckJWKSURL first to refuse a bad URL at startup.
+//
+// The client is used through a copy whose redirect policy also refuses any redirect that
+// CheckJWKSURL would refuse, or that leaves https: a redirect must not undo the URL check.
+// The client's own CheckRedirect, if any, still applies after that.
 func NewJWKS(rawURL string, client *http.Client) *JWKS {
 	if client == nil {
 		client = http.DefaultClient
 	}
-	return &JWKS{url: rawURL, client: client, now: time.Now}
+	c := *client
+	next := c.CheckRedirect
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if err := checkRedirect(req, via); err != nil {
+			return err
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 { // http.Client's default limit, which setting CheckRedirect replaces
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &JWKS{url: rawURL, client: &c, now: time.Now}
+}
+
+// checkRedirect refuses a redirect to a URL the key set could not have been configured with,
+// and any step from https down to plain http (even to loopback: an https issuer has no business
+// sending its keys in clear text).
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	downgrade := len(via) > 0 && via[0].URL.Scheme == "https" && req.URL.Scheme != "https"
+	if downgrade || jwksURLProblem(req.URL) != "" {
+		return unavailable(nil, "jwks redirect to a url that is not https refused")
+	}
+	return nil
 }
 
 // Key returns the key with the given kid, fetching the key set when kid is unknown or the
@@ -184,6 +213,10 @@ func (j *JWKS) fetch(ctx context.Context) (map[string]crypto.PublicKey, error) {
 	req.Header.Set("Accept", "application/json")
 	resp, err := j.client.Do(req)
 	if err != nil {
+		var te *token.Error
+		if errors.As(err, &te) { // checkRedirect's refusal, which says more than "failed"
+			return nil, unavailable(err, te.Message)
+		}
 		return nil, unavailable(err, "fetching jwks failed")
 	}
 	defer resp.Body.Close()
@@ -200,25 +233,59 @@ func (j *JWKS) fetch(ctx context.Context) (map[string]crypto.PublicKey, error) {
 		return nil, unavailable(token.Errorf(token.CodeResponseTooLarge,
 			"jwks response exceeds %d bytes", MaxJWKSBytes), "jwks response too large")
 	}
-	return parseJWKS(body)
+	keys, err := parseJWKS(body)
+	if err != nil {
+		return nil, unavailable(nil, "jwks response "+err.Error())
+	}
+	return keys, nil
 }
 
-// checkJWKSURL refuses URLs over which keys could be tampered with.
+// checkJWKSURL refuses URLs over which keys could be tampered with. At fetch time that is the
+// issuer side's problem as far as a client can tell (503); CheckJWKSURL reports the same
+// problem as the configuration error it is.
 func checkJWKSURL(raw string) error {
+	if msg := jwksURLProblem(parseURL(raw)); msg != "" {
+		return unavailable(nil, msg)
+	}
+	return nil
+}
+
+// CheckJWKSURL reports whether NewJWKS can fetch keys from rawURL: an absolute https URL, or
+// plain http on a loopback host (local development and the emulator), since keys fetched in
+// clear text could be swapped by anyone on the path. A server that takes the URL from its
+// configuration calls it at startup, so that a bad URL fails there, as CodeInvalidArgument,
+// instead of as a CodeNetwork error on every request. NewJWKS checks it again at each fetch.
+func CheckJWKSURL(rawURL string) error {
+	if msg := jwksURLProblem(parseURL(rawURL)); msg != "" {
+		return misconfigured(msg)
+	}
+	return nil
+}
+
+// parseURL is url.Parse with nil for an unparsable URL.
+func parseURL(raw string) *url.URL {
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return unavailable(nil, "invalid jwks url")
+	if err != nil {
+		return nil
+	}
+	return u
+}
+
+// jwksURLProblem says what is wrong with u as a key set URL; "" when nothing is.
+func jwksURLProblem(u *url.URL) string {
+	if u == nil || u.Host == "" {
+		return "invalid jwks url"
 	}
 	switch u.Scheme {
 	case "https":
-		return nil
+		return ""
 	case "http":
 		host := u.Hostname()
 		if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
-			return nil
+			return ""
 		}
 	}
-	return unavailable(nil, "jwks url must use https")
+	return "jwks url must use https"
 }
 
 // jwk is the subset of RFC 7517/7518 members this package reads.
@@ -233,18 +300,32 @@ type jwk struct {
 	Y   string `json:"y"`
 }
 
-// parseJWKS reads {"keys":[...]}. A body that is not such an object is an error; an entry this
-// package cannot use is skipped. The first entry wins when two share a kid, so a later entry
-// cannot shadow a key.
+// ParseJWKS parses a JSON Web Key Set document ({"keys":[...]}, RFC 7517 §5) into a map of kid
+// to public key, for StaticKeys: servers given their issuer's keys in configuration rather
+// than a URL. It keeps exactly the keys JWKS would (RSA 2048 to 8192 bits, EC P-256, with a
+// kid, "use" absent or "sig") and skips other entries; the first entry wins when two share a
+// kid. A document that is not a key set is a CodeInvalidArgument error.
+func ParseJWKS(doc []byte) (map[string]crypto.PublicKey, error) {
+	keys, err := parseJWKS(doc)
+	if err != nil {
+		return nil, misconfigured("jwks " + err.Error())
+	}
+	return keys, nil
+}
+
+// parseJWKS reads {"keys":[...]}. A body that is not such an object is an error, a bare one
+// that completes "jwks ...": the caller decides whose fault it is (a fetched set is the
+// issuer's, a configured one the server's). An entry this package cannot use is skipped. The
+// first entry wins when two share a kid, so a later entry cannot shadow a key.
 func parseJWKS(body []byte) (map[string]crypto.PublicKey, error) {
 	var doc struct {
 		Keys *[]json.RawMessage `json:"keys"`
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
-		return nil, unavailable(nil, "jwks response is not a json key set")
+		return nil, errors.New("is not a json key set")
 	}
 	if doc.Keys == nil {
-		return nil, unavailable(nil, "jwks response has no keys member")
+		return nil, errors.New("has no keys member")
 	}
 	keys := make(map[string]crypto.PublicKey, len(*doc.Keys))
 	for _, raw := range *doc.Keys {

@@ -398,9 +398,101 @@ func TestParseJWKS(t *testing.T) {
 		t.Errorf("duplicate kid replaced the first key with %T", keys["r"])
 	}
 	for _, bad := range []string{``, `null`, `[]`, `{"keys":{}}`, `{"keys":null}`} {
-		if _, err := parseJWKS([]byte(bad)); !errors.Is(err, token.CodeNetwork) {
-			t.Errorf("parseJWKS(%q) = %v, want network_error", bad, err)
+		if _, err := parseJWKS([]byte(bad)); err == nil {
+			t.Errorf("parseJWKS(%q) accepted it", bad)
 		}
+		// Given in configuration, a document that is not a key set is the server's mistake.
+		_, err := ParseJWKS([]byte(bad))
+		var te *token.Error
+		if !errors.As(err, &te) || te.Code != token.CodeInvalidArgument || !strings.HasPrefix(te.Message, "jwks ") {
+			t.Errorf("ParseJWKS(%q) = %v, want invalid_argument", bad, err)
+		}
+	}
+}
+
+// ParseJWKS feeds StaticKeys: a configured key set verifies tokens as a fetched one does, and
+// keeps the same keys.
+func TestParseJWKSStaticKeys(t *testing.T) {
+	k := testKeys()
+	doc, _ := json.Marshal(map[string]any{"keys": []any{
+		rsaJWK("rsa1", &k.rsa.PublicKey), ecJWK("ec1", &k.ec.PublicKey), rsaJWK("weak", &k.weakRSA.PublicKey),
+	}})
+	keys, err := ParseJWKS(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 || keys["weak"] != nil {
+		t.Fatalf("keys = %v, want rsa1 and ec1 only", keys)
+	}
+	v := &Verifier{Keys: StaticKeys(keys), Issuer: testIssuer, Audiences: []string{testAud}}
+	cert := validTestCert(t)
+	if _, err := v.Verify(context.Background(), "mtls_pop "+signRS256(t, testClaims(cert.leaf)), cert.leaf); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+}
+
+func TestCheckJWKSURL(t *testing.T) {
+	for _, ok := range []string{"https://login.example/keys", "http://127.0.0.1:8080/keys", "http://localhost/k", "http://[::1]:1/k"} {
+		if err := CheckJWKSURL(ok); err != nil {
+			t.Errorf("CheckJWKSURL(%q) = %v", ok, err)
+		}
+	}
+	for _, tc := range []struct{ url, msg string }{
+		{"http://keys.example/keys", "jwks url must use https"},
+		{"ftp://keys.example/keys", "jwks url must use https"},
+		{"http://127.0.0.1.example/keys", "jwks url must use https"},
+		{"not a url", "invalid jwks url"},
+		{"https:///keys", "invalid jwks url"},
+		{"%zz", "invalid jwks url"},
+		{"", "invalid jwks url"},
+	} {
+		assertRefused(t, CheckJWKSURL(tc.url), token.CodeInvalidArgument, http.StatusInternalServerError, tc.msg, "")
+	}
+}
+
+// A redirect must not take the fetch where the URL check would not have let it go: off https,
+// or to plain http on another host. The https endpoint here redirects to a plain-http one on
+// loopback that serves a valid key set, so only the redirect policy stands in the way.
+func TestJWKSRedirectOffHTTPSRefused(t *testing.T) {
+	k := testKeys()
+	var plainHits atomic.Int64
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		plainHits.Add(1)
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []any{rsaJWK("rsa1", &k.rsa.PublicKey)}})
+	}))
+	defer plain.Close()
+	good := newJWKSServer(t, rsaJWK("rsa1", &k.rsa.PublicKey))
+	redirector := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/to-http":
+			http.Redirect(w, r, plain.URL+"/keys", http.StatusFound)
+		case "/to-remote-http":
+			http.Redirect(w, r, "http://keys.example.invalid/keys", http.StatusFound)
+		case "/to-https":
+			http.Redirect(w, r, good.URL+"/keys", http.StatusFound)
+		}
+	}))
+	defer redirector.Close()
+	// One client that trusts both test servers' certificates.
+	tr := redirector.Client().Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig.RootCAs.AddCert(good.Certificate())
+	client := &http.Client{Transport: tr}
+
+	for _, path := range []string{"/to-http", "/to-remote-http"} {
+		_, err := NewJWKS(redirector.URL+path, client).Key(context.Background(), "rsa1")
+		assertRefused(t, err, token.CodeNetwork, http.StatusServiceUnavailable, "jwks redirect to a url that is not https refused", "")
+	}
+	if n := plainHits.Load(); n != 0 {
+		t.Errorf("the plain-http endpoint was fetched %d times", n)
+	}
+	if _, err := NewJWKS(redirector.URL+"/to-https", client).Key(context.Background(), "rsa1"); err != nil {
+		t.Fatalf("https to https redirect: %v", err)
+	}
+	// The caller's own redirect policy still applies, and its client is not modified.
+	calls := 0
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { calls++; return errors.New("no redirects here") }
+	if _, err := NewJWKS(redirector.URL+"/to-https", client).Key(context.Background(), "rsa1"); err == nil || calls != 1 {
+		t.Fatalf("caller's CheckRedirect: err %v, called %d times", err, calls)
 	}
 }
 
