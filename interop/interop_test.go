@@ -277,7 +277,19 @@ type driver struct {
 	name string
 	cmd  []string
 	env  []string
+	// sources maps each emulator source to the name the client reports detecting; nil when the
+	// client prints none.
+	sources map[emulator.Source]string
+	// arcRefusal is the error code the client reports when an old Azure Arc agent answers a
+	// user-assigned request with the system-assigned identity. Every client must refuse that
+	// token with its own check ("did not confirm"), not merely fail somehow: a crashed emulator
+	// or an unreachable endpoint would fail too.
+	arcRefusal string
 }
+
+// arcNotConfirmed is in every MSAL client's message for the Arc refusal (MSAL Go, msal-node and
+// MSAL Python word it alike).
+const arcNotConfirmed = "did not confirm the requested user-assigned managed identity"
 
 func nodeDriver(t *testing.T) driver {
 	modules := os.Getenv("MTLSPOP_INTEROP_NODE_MODULES")
@@ -286,7 +298,17 @@ func nodeDriver(t *testing.T) driver {
 		t.Skip("SKIP: msal-node is not installed (ci/interop.sh test installs it into build/interop/node)")
 	}
 	script, _ := filepath.Abs("node/acquire.cjs")
-	return driver{"msal-node", []string{node, script}, []string{"MTLSPOP_INTEROP_NODE_MODULES=" + modules}}
+	return driver{name: "msal-node", cmd: []string{node, script}, env: []string{"MTLSPOP_INTEROP_NODE_MODULES=" + modules},
+		// msal-node's ManagedIdentitySourceNames.
+		sources: map[emulator.Source]string{
+			emulator.SourceIMDS:            "DefaultToImds",
+			emulator.SourceAppService:      "AppService",
+			emulator.SourceServiceFabric:   "ServiceFabric",
+			emulator.SourceMachineLearning: "MachineLearning",
+			emulator.SourceCloudShell:      "CloudShell",
+			emulator.SourceAzureArc:        "AzureArc",
+		},
+		arcRefusal: "user_assigned_managed_identity_not_confirmed"}
 }
 
 func pythonDriver(t *testing.T) driver {
@@ -295,10 +317,12 @@ func pythonDriver(t *testing.T) driver {
 		t.Skip("SKIP: MSAL Python is not installed (ci/interop.sh test installs it into build/interop/python)")
 	}
 	script, _ := filepath.Abs("python/acquire.py")
-	return driver{"msal-python", []string{py, script}, nil}
+	// acquire.py reports an exception MSAL raises by its class name.
+	return driver{name: "msal-python", cmd: []string{py, script}, arcRefusal: "ManagedIdentityError"}
 }
 
 type driverResult struct {
+	Source      string `json:"source"` // msal-node only
 	AccessToken string `json:"access_token"`
 	Error       string `json:"error"`
 	Description string `json:"error_description"`
@@ -355,6 +379,9 @@ func runDriver(t *testing.T, d driver, cases map[emulator.Source][]string, skip 
 					if r.Error != "" {
 						t.Fatalf("%s: %s: %s", d.name, r.Error, r.Description)
 					}
+					if want, ok := d.sources[src]; ok && r.Source != want {
+						t.Fatalf("%s detected source %q, want %q", d.name, r.Source, want)
+					}
 					checkToken(t, emu, r.AccessToken, resourceFor(t), id.clientID)
 				})
 			}
@@ -362,8 +389,16 @@ func runDriver(t *testing.T, d driver, cases map[emulator.Source][]string, skip 
 	}
 	t.Run("arc old agent: fails closed", func(t *testing.T) {
 		emu := startFor(t, emulator.SourceAzureArc, "--arc-ignore-user-assigned")
-		if r := d.acquire(t, emu, identities(emu, "client_id")[0], resourceFor(t)); r.Error == "" {
+		r := d.acquire(t, emu, identities(emu, "client_id")[0], resourceFor(t))
+		if r.Error == "" {
 			t.Fatal("a token for the wrong identity was accepted")
+		}
+		if r.Error != d.arcRefusal || !strings.Contains(r.Description, arcNotConfirmed) {
+			t.Fatalf("%s failed with %s: %s; want its refusal of the unconfirmed identity (%s: ...%s...)",
+				d.name, r.Error, r.Description, d.arcRefusal, arcNotConfirmed)
+		}
+		if want, ok := d.sources[emulator.SourceAzureArc]; ok && r.Source != want {
+			t.Fatalf("%s detected source %q, want %q", d.name, r.Source, want)
 		}
 	})
 }

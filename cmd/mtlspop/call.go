@@ -30,11 +30,16 @@ func cmdCall(args []string, stdout, stderr io.Writer) int {
 	body := fs.String("d", "", "request body")
 	var headers headerFlags
 	fs.Var(&headers, "H", "extra request header 'Name: value' (repeatable)")
-	if err := fs.Parse(reorder(args)); err != nil {
+	if err := fs.Parse(reorder(fs, args)); err != nil {
 		return 2
 	}
 	if fs.NArg() != 1 {
 		return fail(stderr, usageError("call: give exactly one URL"))
+	}
+	if *bearer {
+		if err := ids.rejectPoPOnly(givenFlags(fs), "call: with --bearer"); err != nil {
+			return fail(stderr, err)
+		}
 	}
 	target, err := url.Parse(fs.Arg(0))
 	if err != nil || target.Scheme != "https" || target.Host == "" {
@@ -86,7 +91,9 @@ func cmdCall(args []string, stdout, stderr io.Writer) int {
 
 // reorder moves the positional URL after the flags, so `mtlspop call URL --resource R` works as
 // well as `mtlspop call --resource R URL` (package flag stops at the first positional argument).
-func reorder(args []string) []string {
+// Whether a flag takes the next argument as its value is read from fs itself — a boolean flag's
+// Value has IsBoolFlag() — so a flag added later cannot swallow the URL.
+func reorder(fs *flag.FlagSet, args []string) []string {
 	var flags, pos []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -96,7 +103,7 @@ func reorder(args []string) []string {
 			i = len(args)
 		case strings.HasPrefix(a, "-") && len(a) > 1:
 			flags = append(flags, a)
-			if !strings.Contains(a, "=") && !isBoolFlag(a) && i+1 < len(args) {
+			if !strings.Contains(a, "=") && !isBoolFlag(fs, a) && i+1 < len(args) {
 				flags = append(flags, args[i+1])
 				i++
 			}
@@ -107,10 +114,14 @@ func reorder(args []string) []string {
 	return append(flags, pos...)
 }
 
-func isBoolFlag(a string) bool {
-	switch strings.TrimLeft(a, "-") {
-	case "bearer", "mtls-pop", "force-refresh", "h", "help":
-		return true
+// isBoolFlag reports whether the flag named by a ("-x" or "--x") is a boolean flag of fs. -h and
+// -help are booleans the flag package handles without defining them.
+func isBoolFlag(fs *flag.FlagSet, a string) bool {
+	name := strings.TrimLeft(a, "-")
+	f := fs.Lookup(name)
+	if f == nil {
+		return name == "h" || name == "help"
 	}
-	return false
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }

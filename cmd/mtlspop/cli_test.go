@@ -7,13 +7,17 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"flag"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mtlspop/mtlspop/core/token"
 )
 
 // These tests run the real binary as a user would: `mtlspop emulator` in one process, `mtlspop
@@ -276,6 +280,137 @@ func TestConfidentialClientAndFIC(t *testing.T) {
 		_, stderr, code := emu.run(t, tc.args...)
 		if code == 0 || !strings.Contains(stderr, `"code":"`+tc.code+`"`) {
 			t.Errorf("%v: exit %d %s, want %s", tc.args, code, stderr, tc.code)
+		}
+	}
+}
+
+// `call` tells flags that take a value from boolean ones by asking its FlagSet, so a boolean
+// flag before the URL (here --attest) does not swallow it: the call gets as far as attesting
+// the (software, hence unattestable) key instead of stopping at "give exactly one URL".
+func TestCallBooleanFlagBeforeURL(t *testing.T) {
+	emu := startEmulatorProc(t)
+	_, stderr, code := emu.run(t, "call", "--attest", emu.info.URLs["resource"], "--resource", emu.info.URLs["resource_id"])
+	if code != 1 || !strings.Contains(stderr, `"code":"attestation_failed"`) {
+		t.Fatalf("call --attest URL: exit %d %s", code, stderr)
+	}
+
+	fs := flag.NewFlagSet("call", flag.ContinueOnError)
+	var ids identityFlags
+	ids.register(fs)
+	fs.Bool("bearer", false, "")
+	fs.String("resource", "", "")
+	fs.String("X", "GET", "")
+	got := reorder(fs, []string{"--attest", "https://r.example/x", "--resource", "api://r", "-X", "POST", "--bearer", "-h"})
+	want := []string{"--attest", "--resource", "api://r", "-X", "POST", "--bearer", "-h", "https://r.example/x"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("reorder = %q, want %q", got, want)
+	}
+}
+
+// A flag that does not apply to the mode the other flags chose is refused with exit 2 and a
+// message naming it, instead of being accepted and ignored.
+func TestFlagsThatDoNotApplyAreRefused(t *testing.T) {
+	emu := startEmulatorProc(t)
+	url := emu.info.URLs["resource"]
+	for _, tc := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"token", "--resource", "r", "--region", "westus"}, "--region"},
+		{[]string{"token", "--resource", "r", "--mtls-endpoint", "https://m.example", "--mtls-pop"}, "--mtls-endpoint"},
+		{[]string{"token", "--resource", "r", "--authority", "https://login.example/t"}, "--authority"},
+		{[]string{"token", "--resource", "r", "--attest"}, "--attest"},
+		{[]string{"token", "--resource", "r", "--key", "tpm"}, "--key"},
+		{[]string{"token", "--resource", "r", "--tpm-state-dir", "/tmp/x"}, "--tpm-state-dir"},
+		{[]string{"token", "--tenant", "t", "--client-id", "c", "--secret", "s", "--scope", "s", "--object-id", "o"}, "--object-id"},
+		{[]string{"call", "--bearer", "--attest", url}, "--attest"},
+		{[]string{"fic", "--app-id", "a", "--scope", "s", "--secret", "y"}, "--secret"},
+		{[]string{"fic", "--app-id", "a", "--scope", "s", "--cert", "c.pem"}, "--cert"},
+		{[]string{"fic", "--app-id", "a", "--scope", "s", "--bearer-leg1", "--attest"}, "--attest"},
+		{[]string{"source", "--client-id", "c"}, "--client-id"},
+		{[]string{"source", "--key", "tpm"}, "--key"},
+		{[]string{"source", "--timeout", "5s"}, "--timeout"},
+	} {
+		stdout, stderr, code := emu.run(t, tc.args...)
+		if code != 2 || stdout != "" || !strings.Contains(stderr, `"code":"invalid_argument"`) || !strings.Contains(stderr, tc.flag+" does not apply") {
+			t.Errorf("%v: exit %d stdout %q stderr %s; want exit 2 naming %s", tc.args, code, stdout, stderr, tc.flag)
+		}
+	}
+	// The default, spelled out, is not refused.
+	if _, stderr, code := emu.run(t, "token", "--resource", "r", "--key", "software"); code != 0 {
+		t.Errorf("token --key software (Bearer): exit %d %s", code, stderr)
+	}
+}
+
+// --secret-file (or MTLSPOP_CLIENT_SECRET) keeps the secret out of the process list; --secret
+// still works and its help says why not to use it.
+func TestSecretFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "secret")
+	if err := os.WriteFile(file, []byte("s3cret\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(envClientSecret, "")
+	if s, err := (&appFlags{secretFile: file}).clientSecret(); err != nil || s != "s3cret" {
+		t.Errorf("--secret-file: %q, %v", s, err)
+	}
+	if s, err := (&appFlags{secret: "argv"}).clientSecret(); err != nil || s != "argv" {
+		t.Errorf("--secret: %q, %v", s, err)
+	}
+	for _, f := range []appFlags{{secret: "a", secretFile: file}, {secretFile: empty}, {secretFile: filepath.Join(dir, "missing")}} {
+		if _, err := f.clientSecret(); token.CodeOf(err) != token.CodeInvalidArgument {
+			t.Errorf("%+v: %v; want invalid_argument", f, err)
+		}
+	}
+	t.Setenv(envClientSecret, "from-env")
+	if s, err := (&appFlags{}).clientSecret(); err != nil || s != "from-env" {
+		t.Errorf("%s: %q, %v", envClientSecret, s, err)
+	}
+
+	// End to end: the secret from the file reaches the token endpoint (the emulator's app has a
+	// certificate, not a secret, so it answers invalid_client).
+	emu := startEmulatorProc(t)
+	app := emu.info.App
+	scope := emu.info.URLs["resource_id"] + "/.default"
+	base := []string{"token", "--authority", app.Authority, "--client-id", app.ClientID, "--scope", scope}
+	if _, stderr, code := emu.run(t, append(base, "--secret-file", file)...); code != 1 || !strings.Contains(stderr, `"code":"invalid_client"`) {
+		t.Errorf("--secret-file: exit %d %s", code, stderr)
+	}
+	if _, stderr, code := emu.run(t, append(base, "--secret-file", empty)...); code != 2 || !strings.Contains(stderr, "is empty") {
+		t.Errorf("empty --secret-file: exit %d %s", code, stderr)
+	}
+	if _, stderr, _ := emu.run(t, "token", "-h"); !strings.Contains(stderr, "-secret-file") || !strings.Contains(stderr, "process list") {
+		t.Errorf("token -h does not document --secret-file and the risk of --secret:\n%s", stderr)
+	}
+}
+
+// The demo uses /dev/tpmrm0 only when this user can open it, and says why it skips the TPM
+// step otherwise; a device given explicitly is used as given.
+func TestDemoTPMDevice(t *testing.T) {
+	denied := func(string) error { return &os.PathError{Op: "open", Path: "/dev/tpmrm0", Err: fs.ErrPermission} }
+	missing := func(string) error { return &os.PathError{Op: "open", Path: "/dev/tpmrm0", Err: fs.ErrNotExist} }
+	ok := func(string) error { return nil }
+	for _, tc := range []struct {
+		value    string
+		given    bool
+		canOpen  func(string) error
+		device   string
+		skipWith string
+	}{
+		{"", false, ok, "/dev/tpmrm0", ""},
+		{"", false, denied, "", "cannot be opened"},
+		{"", false, missing, "", "no /dev/tpmrm0"},
+		{"/dev/tpmrm0", true, denied, "/dev/tpmrm0", ""},
+		{"tcp://127.0.0.1:2321", true, missing, "tcp://127.0.0.1:2321", ""},
+		{"", true, ok, "", `--tpm-device ""`},
+	} {
+		dev, skip := demoTPMDevice(tc.value, tc.given, tc.canOpen)
+		if dev != tc.device || (tc.skipWith == "") != (skip == "") || !strings.Contains(skip, tc.skipWith) {
+			t.Errorf("demoTPMDevice(%q, %v) = %q, %q; want %q, %q", tc.value, tc.given, dev, skip, tc.device, tc.skipWith)
 		}
 	}
 }

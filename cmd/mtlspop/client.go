@@ -29,6 +29,49 @@ func (f *identityFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.attest, "attest", false, "attest the binding key (TPM2_Certify) before its certificate is issued")
 }
 
+// givenFlags returns the names of the flags set on the command line (fs.Visit), so that a flag
+// that does not apply to the mode the other flags chose is refused, not silently ignored.
+func givenFlags(fs *flag.FlagSet) map[string]bool {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	return given
+}
+
+// rejectGiven is a usage error (exit 2) naming the first of names that was given, saying in
+// which mode (where) it does not apply and why; nil when none was.
+func rejectGiven(given map[string]bool, where, why string, names ...string) error {
+	for _, n := range names {
+		if given[n] {
+			return usageError("%s, --%s does not apply: %s", where, n, why)
+		}
+	}
+	return nil
+}
+
+// keyGiven reports whether --key was given with something other than its default: "--key
+// software" asks for what happens anyway, so scripts that always pass it keep working.
+func (f *identityFlags) keyGiven(given map[string]bool) bool {
+	return given["key"] && f.key != "software"
+}
+
+// rejectPoPOnly refuses the binding-key flags where no binding key is made (a Bearer token):
+// --attest, --key tpm and the TPM flags would otherwise be accepted and ignored.
+func (f *identityFlags) rejectPoPOnly(given map[string]bool, where string) error {
+	const why = "the key and attestation flags choose the binding key of an mTLS PoP token"
+	if f.keyGiven(given) {
+		return usageError("%s, --key does not apply: %s", where, why)
+	}
+	return rejectGiven(given, where, why, "attest", "tpm-device", "tpm-state-dir")
+}
+
+// rejectAll refuses every identity and key flag, where no managed-identity client is built.
+func (f *identityFlags) rejectAll(given map[string]bool, where, why string) error {
+	if f.keyGiven(given) {
+		return usageError("%s, --key does not apply: %s", where, why)
+	}
+	return rejectGiven(given, where, why, "client-id", "resource-id", "object-id", "timeout", "attest", "tpm-device", "tpm-state-dir")
+}
+
 func (f *identityFlags) id() (managedidentity.ID, error) {
 	n := 0
 	id := managedidentity.SystemAssigned()

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,16 +34,12 @@ import (
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	device := fs.String("tpm-device", "", "TPM for the TPM step: /dev/tpmrm0 (used when present) or tcp://host:port for swtpm")
+	device := fs.String("tpm-device", "", "TPM for the TPM step: a device path or tcp://host:port for swtpm; \"\" skips the step (default: "+tpm.DefaultDevice+" when this user can open it)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *device == "" {
-		if _, err := os.Stat(tpm.DefaultDevice); err == nil {
-			*device = tpm.DefaultDevice
-		}
-	}
-	d := &demo{out: stdout, tpmDevice: *device}
+	dev, skip := demoTPMDevice(*device, givenFlags(fs)["tpm-device"], canOpen)
+	d := &demo{out: stdout, tpmDevice: dev, tpmSkip: skip}
 	if err := d.run(); err != nil {
 		fmt.Fprintf(stdout, "\nDEMO FAILED: %v\n", err)
 		return 1
@@ -54,7 +51,38 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 type demo struct {
 	out       io.Writer
 	step      int
-	tpmDevice string
+	tpmDevice string // "" skips the TPM step, for the reason in tpmSkip
+	tpmSkip   string
+}
+
+// demoTPMDevice picks the TPM of the demo's TPM step, or says why there is none. A device given
+// with --tpm-device is used as it is — the user asked for it, so failing to open it fails the
+// demo — and --tpm-device "" skips the step. Otherwise the kernel's resource manager is used
+// only when this process can open it: /dev/tpmrm0 is root:tss 0660 on most distributions, and
+// a demo that fails on a device nobody asked for shows nothing.
+func demoTPMDevice(flagValue string, given bool, canOpen func(string) error) (device, skip string) {
+	if given {
+		if flagValue == "" {
+			return "", `--tpm-device "" given`
+		}
+		return flagValue, ""
+	}
+	if err := canOpen(tpm.DefaultDevice); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", "no " + tpm.DefaultDevice + " here"
+		}
+		return "", fmt.Sprintf("%s cannot be opened by this user (%v)", tpm.DefaultDevice, err)
+	}
+	return tpm.DefaultDevice, ""
+}
+
+// canOpen opens path read-write, as the TPM provider will, and closes it again.
+func canOpen(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 func (d *demo) say(format string, args ...any) {
@@ -167,7 +195,7 @@ func (d *demo) run() error {
 // runTPM shows the binding key in a TPM, attested before its certificate is issued.
 func (d *demo) runTPM(ctx context.Context) error {
 	if d.tpmDevice == "" {
-		d.say("TPM: skipped — no %s here. With swtpm: mtlspop demo --tpm-device tcp://127.0.0.1:2321", tpm.DefaultDevice)
+		d.say("TPM: skipped — %s. With swtpm: mtlspop demo --tpm-device tcp://127.0.0.1:2321", d.tpmSkip)
 		return nil
 	}
 	d.say("TPM: a binding key generated in the TPM at %s, which cannot leave it, attested.", d.tpmDevice)
@@ -181,11 +209,8 @@ func (d *demo) runTPM(ctx context.Context) error {
 		return err
 	}
 	defer p.Close()
-	probe, err := p.TPMKey(ctx, "demo-attestation-identity")
-	if err != nil {
-		return err
-	}
-	ak, err := probe.AttestationIdentity(ctx)
+	// The emulator must know which AK to trust before any binding key exists.
+	ak, err := p.AttestationIdentity(ctx)
 	if err != nil {
 		return err
 	}

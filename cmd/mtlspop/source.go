@@ -33,6 +33,12 @@ func cmdSource(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() != 0 {
 		return fail(stderr, usageError("source: no positional arguments are taken"))
 	}
+	if !*probe {
+		// Without --probe only the environment is read: no client is built that could use them.
+		if err := ids.rejectAll(givenFlags(fs), "source: without --probe", "only --probe builds a client (detection alone reads just the environment)"); err != nil {
+			return fail(stderr, err)
+		}
+	}
 	out := sourceJSON{Source: string(managedidentity.DetectSource(os.Getenv))}
 	if *probe {
 		ctx, cancel := context.WithTimeout(context.Background(), ids.timeout)

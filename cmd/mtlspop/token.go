@@ -61,14 +61,25 @@ func cmdToken(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), ids.timeout)
 	defer cancel()
-	if app.tenant != "" || app.cert != "" || app.secret != "" || len(app.scopes) > 0 {
+	given := givenFlags(fs)
+	if app.isApp() {
 		if *resource != "" {
 			return fail(stderr, usageError("token: a confidential client takes --scope, not --resource"))
 		}
-		return cmdTokenConfidential(ctx, &app, &ids, *pop, *force, *claims, stdout, stderr)
+		return cmdTokenConfidential(ctx, given, &app, &ids, *pop, *force, *claims, stdout, stderr)
 	}
 	if *resource == "" {
 		return fail(stderr, usageError("token: --resource is required"))
+	}
+	if err := rejectGiven(given, "token: for a managed identity",
+		"it configures a confidential client (add --tenant and --cert/--key or --secret-file, and --scope)",
+		"authority", "region", "mtls-endpoint"); err != nil {
+		return fail(stderr, err)
+	}
+	if !*pop {
+		if err := ids.rejectPoPOnly(given, "token: without --mtls-pop"); err != nil {
+			return fail(stderr, err)
+		}
 	}
 	mi, closer, err := ids.client(ctx)
 	if err != nil {

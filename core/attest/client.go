@@ -8,12 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/mtlspop/mtlspop/core/internal/wire"
 	"github.com/mtlspop/mtlspop/core/token"
 )
 
@@ -103,7 +103,7 @@ func (c *Client) Token(ctx context.Context, endpoint string, key Attestable) (st
 		return "", time.Time{}, attErr(err, 0, "reading the attestation key")
 	}
 	var init InitResponse
-	if err := c.post(ctx, base+InitPath, InitRequest{AKPublic: id.AKPublic, EKCertificate: id.EKCertificate}, &init); err != nil {
+	if err := c.post(ctx, base+InitPath, "challenge request", InitRequest{AKPublic: id.AKPublic, EKCertificate: id.EKCertificate}, &init); err != nil {
 		return "", time.Time{}, err
 	}
 	if n := len(init.Challenge); n < minChallenge || n > maxChallenge || init.ServiceContext == "" {
@@ -127,7 +127,7 @@ func (c *Client) Token(ctx context.Context, endpoint string, key Attestable) (st
 	req.Evidence = *ev
 
 	var out AttestResponse
-	if err := c.post(ctx, base+AttestPath, req, &out); err != nil {
+	if err := c.post(ctx, base+AttestPath, "evidence submission", req, &out); err != nil {
 		return "", time.Time{}, err
 	}
 	exp, err := tokenExpiry(out.Token)
@@ -137,50 +137,44 @@ func (c *Client) Token(ctx context.Context, endpoint string, key Attestable) (st
 	return out.Token, exp, nil
 }
 
-func (c *Client) post(ctx context.Context, u string, in, out any) error {
+// post sends one JSON request and decodes the JSON answer into out. It goes through
+// internal/wire like every other HTTP call of the library — one attempt (attestation answers
+// are single-use: a challenge must not be fetched twice), the body read under the size limit
+// before the attempt's context ends — and a refusal becomes an error through wire.StatusError,
+// which keeps only the server's error code, a capped and sanitised description and its
+// correlation id, never the body.
+func (c *Client) post(ctx context.Context, u, what string, in, out any) error {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return attErr(err, 0, "encoding request")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-	if err != nil {
-		return attErr(err, 0, "building request")
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
 	hc := c.HTTP
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return attErr(err, 0, "calling the attestation service")
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	if err != nil {
-		return attErr(err, resp.StatusCode, "reading the attestation service's answer")
-	}
-	if len(b) > maxBody {
-		return &token.Error{Code: token.CodeResponseTooLarge, Source: sourceAttestation, Status: resp.StatusCode,
-			Message: "attestation service answer exceeds the size limit"}
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error       string `json:"error"`
-			Description string `json:"error_description"`
+	w := &wire.Client{HTTP: hc, MaxBody: maxBody}
+	resp, err := w.Do(ctx, wire.NoRetry, func(ctx context.Context) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
 		}
-		msg := "the attestation service refused"
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			msg += ": " + e.Error
-			if e.Description != "" {
-				msg += ": " + e.Description
-			}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json")
+		return req, nil
+	})
+	if err != nil {
+		var te *token.Error
+		if errors.As(err, &te) && te.Code == token.CodeResponseTooLarge {
+			return &token.Error{Code: token.CodeResponseTooLarge, Source: sourceAttestation, Status: te.Status,
+				Message: "attestation: the attestation service's answer to the " + what + " exceeds the size limit"}
 		}
-		return attErr(nil, resp.StatusCode, "%s", msg)
+		return attErr(err, 0, "calling the attestation service (%s)", what)
 	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return attErr(nil, resp.StatusCode, "the attestation service's answer is not JSON")
+	if resp.Status != http.StatusOK {
+		return wire.StatusError(token.CodeAttestationFailed, sourceAttestation, "attestation: the "+what, resp)
+	}
+	if err := json.Unmarshal(resp.Body, out); err != nil {
+		return attErr(nil, resp.Status, "the attestation service's answer to the %s is not JSON", what)
 	}
 	return nil
 }

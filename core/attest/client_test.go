@@ -81,3 +81,45 @@ func TestClientErrors(t *testing.T) {
 		})
 	}
 }
+
+// A refusal's body is server-controlled: only the error code and a capped, sanitised
+// description reach the error (through internal/wire's parser), never kilobytes of text or
+// control characters that could forge log lines; and an oversized answer is refused whole.
+func TestClientErrorBodyIsSanitised(t *testing.T) {
+	f := newFixture()
+	long := strings.Repeat("A", 40<<10)
+	for _, tc := range []struct {
+		name   string
+		status int
+		body   string
+		code   token.Code
+	}{
+		{"long description", http.StatusBadRequest, `{"error":"attestation_failed","error_description":"untrusted_ak: \u001b[31mforged\nlog line ` + long + `","correlation_id":"c-1"}`, token.CodeAttestationFailed},
+		{"long plain-text body", http.StatusInternalServerError, long, token.CodeAttestationFailed},
+		{"answer over the size limit", http.StatusBadRequest, `{"error":"x","error_description":"` + strings.Repeat("B", 70<<10) + `"}`, token.CodeResponseTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tc.status)
+				w.Write([]byte(tc.body))
+			}))
+			defer srv.Close()
+			_, _, err := (&attest.Client{HTTP: srv.Client()}).Token(ctx, srv.URL, softAttestable{t, f})
+			var te *token.Error
+			if !errors.As(err, &te) || te.Code != tc.code || te.Status != tc.status || te.Source != "attestation" {
+				t.Fatalf("err = %.300v; want %s with status %d", err, tc.code, tc.status)
+			}
+			if len(te.Message) > 512 || len(err.Error()) > 1024 {
+				t.Errorf("error message is %d bytes: the body leaked into it", len(te.Message))
+			}
+			if strings.ContainsAny(te.Message, "\x1b\n\r") {
+				t.Errorf("control characters from the body in %q", te.Message)
+			}
+			if tc.code == token.CodeAttestationFailed && tc.status == http.StatusBadRequest &&
+				(!strings.Contains(te.Message, "untrusted_ak") || te.CorrelationID != "c-1") {
+				t.Errorf("the server's code and description were lost: %q (correlation id %q)", te.Message, te.CorrelationID)
+			}
+		})
+	}
+}

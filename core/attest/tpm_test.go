@@ -163,8 +163,13 @@ type ekFixture struct {
 }
 
 func newEKFixture(t testing.TB, tr transport.TPM) *ekFixture {
+	return newEKFixtureFor(t, tr, tpm2.RSAEKTemplate)
+}
+
+// newEKFixtureFor is newEKFixture for the EK of another TCG template (tpm2.ECCEKTemplate).
+func newEKFixtureFor(t testing.TB, tr transport.TPM, template tpm2.TPMTPublic) *ekFixture {
 	t.Helper()
-	ek, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHEndorsement, InPublic: tpm2.New2B(tpm2.RSAEKTemplate)}.Execute(tr)
+	ek, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHEndorsement, InPublic: tpm2.New2B(template)}.Execute(tr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,6 +269,41 @@ func TestEKCredentialActivation(t *testing.T) {
 	}
 	if _, err := k.ActivateCredential(ctx, cred2); err == nil {
 		t.Error("activated a credential made for another AK")
+	}
+}
+
+// An EK certificate given in Config keeps the NV padding it was copied with; it is trimmed
+// like one read from NV, so the identity carries only the certificate and activation derives the
+// EK from the certificate's algorithm. With an ECC EK, an untrimmed certificate did not parse,
+// activation silently used the RSA EK template, and the credential could not be recovered.
+func TestPaddedECCEKCertificate(t *testing.T) {
+	sim := openSimulator(t)
+	ek := newEKFixtureFor(t, sim, tpm2.ECCEKTemplate)
+	padded := append(append([]byte(nil), ek.der...), make([]byte, 64)...)
+	_, k := openKey(t, sim, tpm.Config{EKCertificate: padded, Algorithm: tpm.ECCP256})
+	id, err := k.AttestationIdentity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(id.EKCertificate, ek.der) {
+		t.Fatalf("identity carries %d bytes of EK certificate; want the %d-byte certificate without padding", len(id.EKCertificate), len(ek.der))
+	}
+	cred, secret, err := attest.MakeCredential(ek.cert, id.AKPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := k.ActivateCredential(ctx, cred)
+	if err != nil || !bytes.Equal(got, secret) {
+		t.Fatalf("ActivateCredential with an ECC EK = %x, %v", got, err)
+	}
+	ev, err := k.Certify(ctx, bytes.Repeat([]byte{3}, 32))
+	if err != nil || !bytes.Equal(ev.EKCertificate, ek.der) {
+		t.Fatalf("evidence EK certificate is not the trimmed one: %v", err)
+	}
+
+	// Something that is not a certificate at all is refused when the provider opens.
+	if _, err := tpm.Open(ctx, tpm.Config{Transport: sim, StateDir: t.TempDir(), EKCertificate: []byte("not DER")}); !errors.Is(err, token.CodeInvalidArgument) {
+		t.Errorf("Open with a junk EK certificate: %v", err)
 	}
 }
 

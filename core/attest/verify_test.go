@@ -70,6 +70,28 @@ func TestVerifyRefuses(t *testing.T) {
 				f.akPub.ObjectAttributes.Decrypt = true
 				o.TrustedAKs = [][]byte{tpm2.Marshal(f.akPub)}
 			}},
+		{name: "AK not fixedTPM (duplicable to another TPM)", want: attest.ErrAKAttributes,
+			mutate: func(f *fixture, o *attest.VerifyOptions) {
+				f.akPub.ObjectAttributes.FixedTPM = false
+				o.TrustedAKs = [][]byte{tpm2.Marshal(f.akPub)}
+			}},
+		{name: "AK not fixedParent", want: attest.ErrAKAttributes,
+			mutate: func(f *fixture, o *attest.VerifyOptions) {
+				f.akPub.ObjectAttributes.FixedParent = false
+				o.TrustedAKs = [][]byte{tpm2.Marshal(f.akPub)}
+			}},
+		{name: "AK imported (no sensitiveDataOrigin)", want: attest.ErrAKAttributes,
+			mutate: func(f *fixture, o *attest.VerifyOptions) {
+				f.akPub.ObjectAttributes.SensitiveDataOrigin = false
+				o.TrustedAKs = [][]byte{tpm2.Marshal(f.akPub)}
+			}},
+		{name: "AK that cannot sign", want: attest.ErrAKAttributes,
+			mutate: func(f *fixture, o *attest.VerifyOptions) {
+				f.akPub.ObjectAttributes.SignEncrypt = false
+				o.TrustedAKs = [][]byte{tpm2.Marshal(f.akPub)}
+			}},
+		{name: "decrypting key", want: attest.ErrKeyAttributes,
+			mutate: func(f *fixture, o *attest.VerifyOptions) { f.keyPub.ObjectAttributes.Decrypt = true }},
 		{name: "exportable key (no fixedTPM)", want: attest.ErrKeyAttributes,
 			mutate: func(f *fixture, o *attest.VerifyOptions) { f.keyPub.ObjectAttributes.FixedTPM = false }},
 		{name: "exportable key (no fixedParent)", want: attest.ErrKeyAttributes,

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 
 	"github.com/google/go-tpm/tpm2"
-	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/mtlspop/mtlspop/core/attest"
 	"github.com/mtlspop/mtlspop/core/token"
@@ -117,13 +116,10 @@ func (p *Provider) withAK(f func(ak tpm2.NamedHandle, akf *akFile) error) error 
 	return errors.Join(err, p.flush(h))
 }
 
-// ekCertificate returns the EK certificate (Config.EKCertificate, else read once from NV); nil
-// when the TPM has none or it cannot be read (logged: attestation can still succeed when the
-// service trusts the AK by other means). The caller holds the TPM lock.
+// ekCertificate returns the EK certificate (Config.EKCertificate, trimmed by Open, else read
+// once from NV); nil when the TPM has none or it cannot be read (logged: attestation can still
+// succeed when the service trusts the AK by other means). The caller holds the TPM lock.
 func (p *Provider) ekCertificate() []byte {
-	if p.cfg.EKCertificate != nil {
-		return p.cfg.EKCertificate
-	}
 	if p.ekRead {
 		return p.ekCert
 	}
@@ -136,17 +132,28 @@ func (p *Provider) ekCertificate() []byte {
 			}
 			continue
 		}
-		// NV areas are often padded: keep the one DER element.
-		var raw asn1.RawValue
-		rest, err := asn1.Unmarshal(der, &raw)
-		if err != nil {
-			p.log.Warn("EK certificate in NV does not parse", slog.String("index", fmt.Sprintf("0x%08x", uint32(idx))))
+		if p.ekCert, err = trimEKCertificate(der); err != nil {
+			p.log.Warn("EK certificate in NV does not parse", slog.String("index", fmt.Sprintf("0x%08x", uint32(idx))), slog.String("error", err.Error()))
 			continue
 		}
-		p.ekCert = der[:len(der)-len(rest)]
 		return p.ekCert
 	}
 	return nil
+}
+
+// trimEKCertificate returns the one DER element at the start of der. EK certificates in NV are
+// often padded to the index's size, and one copied out of NV keeps that padding, so every EK
+// certificate — from NV or from Config — goes through here before anyone parses or sends it.
+// It checks only the DER framing: some vendors' EK certificates are refused by crypto/x509
+// (negative serial numbers, for one) yet accepted by attestation services, so they are still
+// presented.
+func trimEKCertificate(der []byte) ([]byte, error) {
+	var raw asn1.RawValue
+	rest, err := asn1.Unmarshal(der, &raw)
+	if err != nil {
+		return nil, fmt.Errorf("EK certificate is not DER: %w", err)
+	}
+	return der[:len(der)-len(rest)], nil
 }
 
 var errNVUndefined = errors.New("NV index not defined")
@@ -190,9 +197,9 @@ func (p *Provider) readNV(idx tpm2.TPMHandle) ([]byte, error) {
 }
 
 // AttestationIdentity returns the provider's attestation key (creating it on first use) and the
-// TPM's EK certificate, if any.
-func (k *Key) AttestationIdentity(ctx context.Context) (attest.Identity, error) {
-	p := k.p
+// TPM's EK certificate, if any. It needs no binding key: a verifier can be told which AK to
+// trust before any key exists.
+func (p *Provider) AttestationIdentity(ctx context.Context) (attest.Identity, error) {
 	if err := p.acquire(ctx); err != nil {
 		return attest.Identity{}, err
 	}
@@ -202,6 +209,12 @@ func (k *Key) AttestationIdentity(ctx context.Context) (attest.Identity, error) 
 		return attest.Identity{}, token.Wrap(token.CodeTPM, err, "tpm: attestation key")
 	}
 	return attest.Identity{AKPublic: akf.Public, EKCertificate: p.ekCertificate()}, nil
+}
+
+// AttestationIdentity is the provider's AttestationIdentity: every key of a provider is
+// certified by the same AK.
+func (k *Key) AttestationIdentity(ctx context.Context) (attest.Identity, error) {
+	return k.p.AttestationIdentity(ctx)
 }
 
 // Certify runs TPM2_Certify of the key by the attestation key, with qualifyingData (at most 32
@@ -254,10 +267,13 @@ func (k *Key) ActivateCredential(ctx context.Context, c attest.Credential) ([]by
 	defer p.release()
 	ekTemplate := tpm2.RSAEKTemplate
 	if der := p.ekCertificate(); der != nil {
-		if cert, err := x509.ParseCertificate(der); err == nil {
-			if _, ok := cert.PublicKey.(*ecdsa.PublicKey); ok {
-				ekTemplate = tpm2.ECCEKTemplate
-			}
+		cert, err := x509.ParseCertificate(der)
+		switch {
+		case err != nil:
+			// Said out loud: with an ECC EK the activation below then fails.
+			p.log.Warn("EK certificate does not parse; deriving the RSA EK for credential activation", slog.String("error", err.Error()))
+		case isECDSA(cert.PublicKey):
+			ekTemplate = tpm2.ECCEKTemplate
 		}
 	}
 	var secret []byte
@@ -267,25 +283,7 @@ func (k *Key) ActivateCredential(ctx context.Context, c attest.Credential) ([]by
 			if err != nil {
 				return fmt.Errorf("creating the EK: %w", err)
 			}
-			policy := tpm2.Policy(tpm2.TPMAlgSHA256, 16, func(t transport.TPM, s tpm2.TPMISHPolicy, nonce tpm2.TPM2BNonce) error {
-				_, err := tpm2.PolicySecret{
-					AuthHandle:    tpm2.TPMRHEndorsement,
-					PolicySession: s,
-					NonceTPM:      nonce,
-				}.Execute(t)
-				return err
-			})
-			rsp, err := tpm2.ActivateCredential{
-				ActivateHandle: ak,
-				KeyHandle:      tpm2.AuthHandle{Handle: ek.ObjectHandle, Name: ek.Name, Auth: policy},
-				CredentialBlob: tpm2.TPM2BIDObject{Buffer: c.IDObject},
-				Secret:         tpm2.TPM2BEncryptedSecret{Buffer: c.EncryptedSecret},
-			}.Execute(p.counter)
-			if err == nil {
-				secret = rsp.CertInfo.Buffer
-			} else {
-				err = fmt.Errorf("TPM2_ActivateCredential: %w", err)
-			}
+			secret, err = p.activate(ak, ek.ObjectHandle, ek.Name, c)
 			return errors.Join(err, p.flush(ek.ObjectHandle))
 		})
 	})
@@ -293,4 +291,46 @@ func (k *Key) ActivateCredential(ctx context.Context, c attest.Credential) ([]by
 		return nil, token.Wrap(token.CodeTPM, err, "tpm: credential activation")
 	}
 	return secret, nil
+}
+
+func isECDSA(k any) bool {
+	_, ok := k.(*ecdsa.PublicKey)
+	return ok
+}
+
+// activate runs TPM2_ActivateCredential with the EK authorised by its policy,
+// PolicySecret(TPM_RH_ENDORSEMENT). The policy session is started here rather than by go-tpm's
+// just-in-time tpm2.Policy: go-tpm (v0.9.8) does not flush a just-in-time session whose policy
+// callback fails (TPM2_PolicySecret answered TPM_RC_RETRY or an auth failure, or the connection
+// dropped), and on the provider's long-lived connection every such failure would leak a
+// session handle until the TPM ran out of them. The caller holds the TPM lock.
+func (p *Provider) activate(ak tpm2.NamedHandle, ek tpm2.TPMHandle, ekName tpm2.TPM2BName, c attest.Credential) (secret []byte, err error) {
+	sess, closeSession, err := tpm2.PolicySession(p.counter, tpm2.TPMAlgSHA256, 16)
+	if err != nil {
+		return nil, fmt.Errorf("starting the EK policy session: %w", err)
+	}
+	defer func() {
+		// The session is flushed on every path: after a successful ActivateCredential the TPM
+		// keeps it (PolicySession sets continueSession), and after a failed command too.
+		if cerr := closeSession(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("flushing the EK policy session: %w", cerr))
+		}
+	}()
+	if _, err := (tpm2.PolicySecret{
+		AuthHandle:    tpm2.TPMRHEndorsement,
+		PolicySession: sess.Handle(),
+		NonceTPM:      sess.NonceTPM(),
+	}).Execute(p.counter); err != nil {
+		return nil, fmt.Errorf("TPM2_PolicySecret(endorsement) for the EK: %w", err)
+	}
+	rsp, err := tpm2.ActivateCredential{
+		ActivateHandle: ak,
+		KeyHandle:      tpm2.AuthHandle{Handle: ek, Name: ekName, Auth: sess},
+		CredentialBlob: tpm2.TPM2BIDObject{Buffer: c.IDObject},
+		Secret:         tpm2.TPM2BEncryptedSecret{Buffer: c.EncryptedSecret},
+	}.Execute(p.counter)
+	if err != nil {
+		return nil, fmt.Errorf("TPM2_ActivateCredential: %w", err)
+	}
+	return rsp.CertInfo.Buffer, nil
 }

@@ -47,6 +47,10 @@ var (
 	// X.509 verifiers refuse (they require salt = hash length). Such a key can sign PKCS#1 v1.5
 	// only (TLS 1.2 with SupportedSignatureAlgorithms).
 	ErrPSSUnsupported = errors.New("tpm: this TPM signs RSA-PSS with the maximum salt length, not the hash length that TLS 1.3 and X.509 require")
+	// ErrUnsafeStateDir: Config.StateDir already exists and other users could replace what is
+	// kept there (it is group- or world-writable, or owned by another user). Open refuses it
+	// rather than changing the mode of a directory it did not create.
+	ErrUnsafeStateDir = errors.New("tpm: state directory is not private to this user")
 )
 
 // Algorithm is a binding key's algorithm.
@@ -67,8 +71,10 @@ type Config struct {
 	Device string
 	// Transport, when set, is used instead of opening Device. The Provider does not close it.
 	Transport transport.TPM
-	// StateDir keeps the wrapped key blobs and certificate records (created 0700, files 0600).
-	// "" means DefaultStateDir(). The blobs are useless without this TPM.
+	// StateDir keeps the wrapped key blobs and certificate records (files 0600). Directories
+	// Open creates are 0700; an existing one is used as it is, and refused (ErrUnsafeStateDir)
+	// when it is group- or world-writable or owned by another user. "" means
+	// DefaultStateDir(). The blobs are useless without this TPM.
 	StateDir string
 	// Algorithm of new binding keys; "" means RSA2048. A persisted key of another algorithm is
 	// replaced when its slot is next used.
@@ -78,6 +84,8 @@ type Config struct {
 	SRKHandle uint32
 	// EKCertificate (DER) is used instead of reading the EK certificate from the TPM's NV
 	// (0x01C00002, then 0x01C0000A), for TPMs whose EK certificate is delivered out of band.
+	// Padding after the certificate (as copied out of NV) is dropped; Open refuses bytes that
+	// do not start with a DER element.
 	EKCertificate []byte
 	// SignTimeout bounds how long Sign waits for the TPM when other commands are queued
 	// (crypto.Signer has no context); 0 means 30 seconds.
@@ -157,7 +165,19 @@ func Open(ctx context.Context, cfg Config) (_ *Provider, err error) {
 		}
 	}
 	if err := prepareDir(p.dir); err != nil {
+		if errors.Is(err, ErrUnsafeStateDir) {
+			return nil, token.Wrap(token.CodeInvalidArgument, err, "tpm: state directory refused; give a directory only this user can write (a new one is created 0700)")
+		}
 		return nil, token.Wrap(token.CodeTPM, err, "tpm: state directory")
+	}
+	if cfg.EKCertificate != nil {
+		// Trimmed here, once, so AttestationIdentity, Certify and ActivateCredential all see a
+		// single DER certificate, exactly as for a certificate read from NV.
+		der, err := trimEKCertificate(cfg.EKCertificate)
+		if err != nil {
+			return nil, token.Wrap(token.CodeInvalidArgument, err, "tpm: Config.EKCertificate")
+		}
+		p.ekCert, p.ekRead = der, true
 	}
 
 	t := cfg.Transport
@@ -193,20 +213,43 @@ func deviceName(d string) string {
 	return d
 }
 
+// prepareDir makes sure dir and dir/keys exist and that nobody but this user can change them.
+// Only directories it creates get a mode (0700): an existing directory may be shared on purpose
+// (a user pointing --tpm-state-dir at /tmp must not lock everyone else out of it), so instead of
+// fixing its mode it is refused when others could write to it.
 func prepareDir(dir string) error {
-	if err := os.MkdirAll(filepath.Join(dir, "keys"), 0o700); err != nil {
-		return err
-	}
 	for _, d := range []string{dir, filepath.Join(dir, "keys")} {
-		fi, err := os.Stat(d)
-		if err != nil {
+		if err := privateDir(d); err != nil {
 			return err
 		}
-		if fi.Mode().Perm() != 0o700 {
-			if err := os.Chmod(d, 0o700); err != nil {
-				return err
-			}
-		}
+	}
+	return nil
+}
+
+func privateDir(d string) error {
+	if err := os.MkdirAll(filepath.Dir(d), 0o700); err != nil {
+		return err
+	}
+	err := os.Mkdir(d, 0o700)
+	if err == nil {
+		// The umask may have taken bits off; 0700 is what the blobs' directory must be.
+		return os.Chmod(d, 0o700)
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	fi, err := os.Stat(d)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", d)
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("%w: %s has mode %v (group or others may write)", ErrUnsafeStateDir, d, fi.Mode())
+	}
+	if uid, ok := fileOwner(fi); ok && uid != os.Geteuid() {
+		return fmt.Errorf("%w: %s is owned by uid %d, not this user (uid %d)", ErrUnsafeStateDir, d, uid, os.Geteuid())
 	}
 	return nil
 }
@@ -283,11 +326,21 @@ func (p *Provider) key(ctx context.Context, slot string) (*Key, error) {
 		return k, nil
 	}
 	k, err := p.loadPersisted(slot)
-	if err != nil {
+	var unusable *unusableKeyError
+	switch {
+	case errors.As(err, &unusable):
+		// Only a key the files or the TPM proved unusable is replaced: deleting it also drops
+		// the certificate issued for it, so a new key means a new certificate (and attestation).
 		p.log.Warn("persisted key not usable; creating a new one", slog.String("slot", slot), slog.String("reason", err.Error()))
 		if err := p.removeSlotFiles(slot); err != nil {
 			return nil, token.Wrap(token.CodeTPM, err, "tpm: removing the unusable key's files")
 		}
+	case err != nil:
+		// A timeout, a busy or self-testing TPM, a missing SRK, full object memory: the key
+		// and its certificate are fine and are kept for the next attempt.
+		e := token.Wrap(token.CodeTPM, err, "tpm: loading the persisted key of slot %q (kept)", slot)
+		e.Retryable = true
+		return nil, e
 	}
 	if k == nil {
 		if k, err = p.create(slot); err != nil {
@@ -372,7 +425,7 @@ func (p *Provider) loadUnderSRK(public, private []byte) (h tpm2.TPMHandle, name 
 			InPublic:     tpm2.BytesAs2B[tpm2.TPMTPublic](public),
 		}.Execute(p.counter)
 		if err != nil {
-			return err
+			return &loadError{err}
 		}
 		h, name = rsp.ObjectHandle, rsp.Name
 		return nil
@@ -399,8 +452,46 @@ func (p *Provider) slotPath(slot, suffix string) string {
 	return filepath.Join(p.dir, "keys", hex.EncodeToString(sum[:16])+suffix)
 }
 
-// loadPersisted loads the slot's persisted key; (nil, nil) when there is none, an error when
-// there is one that cannot be used (another TPM, another SRK, another algorithm, bad file).
+// loadError marks an error of the TPM2_Load command itself, as opposed to the commands around
+// it (deriving or reading the SRK, flushing), whose failures say nothing about the blob.
+type loadError struct{ err error }
+
+func (e *loadError) Error() string { return "TPM2_Load: " + e.err.Error() }
+func (e *loadError) Unwrap() error { return e.err }
+
+// unusableKeyError says a persisted key can never be loaded again (its files are discarded),
+// as opposed to a failure that may pass (its files are kept).
+type unusableKeyError struct{ reason error }
+
+func (e *unusableKeyError) Error() string { return e.reason.Error() }
+func (e *unusableKeyError) Unwrap() error { return e.reason }
+
+func unusable(format string, args ...any) error {
+	return &unusableKeyError{fmt.Errorf(format, args...)}
+}
+
+// blobRejected reports whether TPM2_Load refused the blob itself: a format-1 error about one of
+// its parameters (inPrivate, inPublic) — TPM_RC_INTEGRITY when it was wrapped by another SRK or
+// another TPM, TPM_RC_SIZE, TPM_RC_VALUE, TPM_RC_KEY, TPM_RC_BINDING and the like — or
+// TPM_RC_SENSITIVE (the private area does not decrypt into a sensitive area). Warnings
+// (TPM_RC_RETRY, TPM_RC_TESTING, TPM_RC_OBJECT_MEMORY, ...), handle errors (about the parent,
+// i.e. the SRK) and transport failures say nothing about the blob.
+func blobRejected(err error) bool {
+	var le *loadError
+	if !errors.As(err, &le) {
+		return false
+	}
+	var f1 tpm2.TPMFmt1Error
+	if errors.As(le.err, &f1) {
+		isParam, _ := f1.Parameter()
+		return isParam
+	}
+	return errors.Is(le.err, tpm2.TPMRCSensitive)
+}
+
+// loadPersisted loads the slot's persisted key; (nil, nil) when there is none. An
+// *unusableKeyError says the files can never work (malformed, another slot or algorithm, or a
+// blob the TPM refuses: another TPM or SRK); any other error may be transient.
 func (p *Provider) loadPersisted(slot string) (*Key, error) {
 	b, err := os.ReadFile(p.slotPath(slot, ".json"))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -411,23 +502,26 @@ func (p *Provider) loadPersisted(slot string) (*Key, error) {
 	}
 	var f keyFile
 	if err := json.Unmarshal(b, &f); err != nil || f.Slot != slot || f.Version != 1 {
-		return nil, errors.New("state file is malformed or belongs to another slot")
+		return nil, unusable("state file is malformed or belongs to another slot")
 	}
 	if f.Algorithm != p.cfg.Algorithm {
-		return nil, fmt.Errorf("persisted key is %s, configured algorithm is %s", f.Algorithm, p.cfg.Algorithm)
+		return nil, unusable("persisted key is %s, configured algorithm is %s", f.Algorithm, p.cfg.Algorithm)
 	}
 	pub, err := tpm2.Unmarshal[tpm2.TPMTPublic](f.Public)
 	if err != nil {
-		return nil, fmt.Errorf("public area: %w", err)
+		return nil, unusable("public area: %w", err)
 	}
 	if !bindingAttributes(pub.ObjectAttributes) {
-		return nil, errors.New("persisted key does not have the binding-key attributes")
+		return nil, unusable("persisted key does not have the binding-key attributes")
 	}
 	k, err := newKey(p, slot, f.Algorithm, f.Public, f.Private)
 	if err != nil {
-		return nil, err
+		return nil, unusable("%w", err)
 	}
 	if err := p.load(k); err != nil {
+		if blobRejected(err) {
+			return nil, unusable("the TPM refuses the key blob: %w", err)
+		}
 		return nil, err
 	}
 	p.log.Info("binding key loaded", slog.String("slot", slot), slog.String("algorithm", string(k.alg)))

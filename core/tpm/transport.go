@@ -59,28 +59,66 @@ func openDevice(device string) (transport.TPMCloser, error) {
 // transport it reads with io.ReadFull (a response may arrive in several segments) and needs
 // only the command port, so it never speaks to swtpm's control channel, whose protocol differs
 // from the simulator's platform port.
+//
+// The framing has no resynchronisation: after a failed or timed-out exchange, bytes of the
+// abandoned response may still arrive and would be read as the next command's answer. So any
+// error closes the connection, and the next command dials a fresh one (swtpm keeps the TPM's
+// state, loaded objects included, across connections); when that dial fails the command fails
+// at once with ErrConnectionBroken instead of waiting on a dead stream.
 type tcpTPM struct {
-	mu   sync.Mutex
-	conn net.Conn
+	addr    string
+	timeout time.Duration // per command
+
+	mu     sync.Mutex
+	conn   net.Conn // nil after an error, until the next command redials
+	broken error    // why conn was dropped
+	closed bool
 }
+
+// ErrConnectionBroken is returned for a command sent after the connection to a TCP TPM failed
+// mid-command and could not be re-established.
+var ErrConnectionBroken = errors.New("tpm: the connection to the TPM broke and could not be re-established")
 
 const (
 	msSimSendCommand = 8
 	maxResponse      = 1 << 16
+	tcpDialTimeout   = 10 * time.Second
 )
 
 func dialTCP(addr string) (*tcpTPM, error) {
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	c, err := net.DialTimeout("tcp", addr, tcpDialTimeout)
 	if err != nil {
 		return nil, err
 	}
-	return &tcpTPM{conn: c}, nil
+	return &tcpTPM{addr: addr, timeout: tcpTimeout, conn: c}, nil
 }
 
 func (t *tcpTPM) Send(cmd []byte) ([]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err := t.conn.SetDeadline(time.Now().Add(tcpTimeout)); err != nil {
+	if t.closed {
+		return nil, net.ErrClosed
+	}
+	if t.conn == nil {
+		c, err := net.DialTimeout("tcp", t.addr, tcpDialTimeout)
+		if err != nil {
+			return nil, fmt.Errorf("%w (earlier: %v; reconnecting: %v)", ErrConnectionBroken, t.broken, err)
+		}
+		t.conn, t.broken = c, nil
+	}
+	rsp, err := t.exchange(cmd)
+	if err != nil {
+		// Whatever the failure, the stream's position is unknown: drop it.
+		_ = t.conn.Close()
+		t.conn, t.broken = nil, err
+		return nil, err
+	}
+	return rsp, nil
+}
+
+// exchange sends one framed command and reads its framed response on t.conn.
+func (t *tcpTPM) exchange(cmd []byte) ([]byte, error) {
+	if err := t.conn.SetDeadline(time.Now().Add(t.timeout)); err != nil {
 		return nil, err
 	}
 	frame := make([]byte, 9+len(cmd))
@@ -112,7 +150,17 @@ func (t *tcpTPM) Send(cmd []byte) ([]byte, error) {
 	return rsp, nil
 }
 
-func (t *tcpTPM) Close() error { return t.conn.Close() }
+func (t *tcpTPM) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	if t.conn == nil {
+		return nil
+	}
+	err := t.conn.Close()
+	t.conn = nil
+	return err
+}
 
 // CountingTransport wraps a TPM transport and counts the commands sent through it by command
 // code, so tests and benchmarks can show how much TPM work an operation costs. It is safe for

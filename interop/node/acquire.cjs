@@ -10,6 +10,9 @@ const { createRequire } = require("node:module");
 const req = createRequire(path.join(process.env.MTLSPOP_INTEROP_NODE_MODULES, "package.json"));
 const msal = req("@azure/msal-node");
 
+// app is kept outside main so that a failure still reports which source msal-node detected.
+let app;
+
 async function main() {
   const params = {};
   const id = process.env.MTLSPOP_INTEROP_ID || "";
@@ -17,7 +20,7 @@ async function main() {
     const [kind, value] = [id.slice(0, id.indexOf("=")), id.slice(id.indexOf("=") + 1)];
     params[{ client_id: "userAssignedClientId", resource_id: "userAssignedResourceId", object_id: "userAssignedObjectId" }[kind]] = value;
   }
-  const app = new msal.ManagedIdentityApplication({ managedIdentityIdParams: params });
+  app = new msal.ManagedIdentityApplication({ managedIdentityIdParams: params });
   const res = await app.acquireToken({ resource: process.env.MTLSPOP_INTEROP_RESOURCE });
   process.stdout.write(JSON.stringify({
     source: app.getManagedIdentitySource(),
@@ -28,6 +31,12 @@ async function main() {
 }
 
 main().catch((e) => {
-  process.stdout.write(JSON.stringify({ error: e.errorCode || e.name, error_description: String(e.errorMessage || e.message) }) + "\n");
+  let source;
+  try {
+    source = app && app.getManagedIdentitySource();
+  } catch (_) {
+    // No source to report: the failure came before detection.
+  }
+  process.stdout.write(JSON.stringify({ source, error: e.errorCode || e.name, error_description: String(e.errorMessage || e.message) }) + "\n");
   process.exit(1);
 });
