@@ -113,9 +113,12 @@ export declare class CallResponse {
 
 export declare class ManagedIdentityClient implements Disposable {
   /**
-   * @throws {TypeError | RangeError} for bad options, before any native code runs
-   * @throws {MtlsPopError} code "invalid_argument" for what only the library can check
-   *   (an unreadable caFile, an unknown key provider setting)
+   * @throws {TypeError} for options of the wrong type or unknown option names, before any native
+   *   code runs
+   * @throws {MtlsPopError} category "invalid_argument" for values the library refuses (code
+   *   "invalid_argument": an empty id, a timeoutMs out of range, an unknown key provider, an
+   *   unreadable caFile, ...; "invalid_managed_identity_endpoint": an imdsEndpoint that is not an
+   *   http(s) URL)
    */
   constructor(options?: ManagedIdentityClientOptions);
   /** Whether close() has been called. */
@@ -183,6 +186,11 @@ export type ConfidentialClientOptions = AppOptions &
  * two-leg FIC. Tokens are cached by the certificate presented.
  */
 export declare class ConfidentialClient implements Disposable {
+  /**
+   * @throws {TypeError} for options of the wrong type or unknown option names
+   * @throws {MtlsPopError} code "invalid_argument" for a configuration the library refuses (a
+   *   missing authority, not exactly one credential, ...)
+   */
   constructor(options: ConfidentialClientOptions);
   readonly closed: boolean;
   /** An app-only token for scopes, e.g. "https://vault.azure.net/.default". */
@@ -229,7 +237,7 @@ export type MtlsPopErrorCode =
   | 'managed_identity_all_sources_unavailable'
   | 'tpm_error'
   | 'invalid_token'
-  | 'not_found'
+  | 'not_cached'
   | 'out_of_memory'
   | 'internal_error'
   | 'unknown_error'
@@ -307,13 +315,18 @@ export interface VerifiedToken {
   readonly claims: Readonly<Record<string, unknown>>;
 }
 
-/** Verifies tokens for one configuration (the library caches its key set). */
+/**
+ * Verifies tokens for one configuration (the library caches its key set). The constructor checks
+ * the options' types and names (TypeError); the library checks the configuration itself when it
+ * verifies (MtlsPopError code "invalid_argument": no audiences, not exactly one of jwksUrl and
+ * jwks, a leeway out of range, ...).
+ */
 export declare class Verifier {
   constructor(options: VerifierOptions);
   /**
    * Resolves only when the token verified; rejects with MtlsPopError code "invalid_token"
    * (status 401: answer with WWW-Authenticate), or category "network" (the key set could not be
-   * fetched: answer 503).
+   * fetched: answer 503), or code "invalid_argument" (a configuration the library refuses).
    */
   verify(authorization: string | null | undefined, clientCertificate?: ClientCertificate): Promise<VerifiedToken>;
   /** The same on the calling thread; blocks only while fetching the key set. */

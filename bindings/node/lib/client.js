@@ -28,11 +28,14 @@ const SYNC_ELSEWHERE = { ...ACQUIRE_ELSEWHERE, signal: 'acquireTokenSync cannot 
 const CALL_OPTIONS = ['method', 'url', 'headers', 'body', 'timeoutMs'];
 
 // clientConfig builds the C ABI's client configuration JSON (include/mtlspop.h) from the options
-// of the constructor, or returns null for the defaults.
+// of the constructor, or returns null for the defaults. Like every builder here, it checks only
+// what it needs to build the JSON (types, shapes, option names); the library judges the values
+// and refuses what it does not accept with an MtlsPopError of its own.
 function clientConfig(options) {
   const o = v.options(options, 'options', CLIENT_OPTIONS, CLIENT_ELSEWHERE);
   const config = {};
   const ids = ['clientId', 'resourceId', 'objectId'].filter((k) => o[k] !== undefined);
+  // config.identity names one id: there is no JSON for two.
   if (ids.length > 1) {
     throw v.typeError(
       `Only one of clientId, resourceId and objectId may be given (a user-assigned identity is named one way). Received ${ids.join(', ')}`,
@@ -46,34 +49,23 @@ function clientConfig(options) {
   if (o.mtlsPop !== undefined) config.mtls_pop = v.boolean(o.mtlsPop, 'mtlsPop');
   if (o.key !== undefined) config.key = keyConfig(o.key);
   if (o.imdsEndpoint !== undefined) {
-    const ep = o.imdsEndpoint instanceof URL ? o.imdsEndpoint.href : v.string(o.imdsEndpoint, 'imdsEndpoint');
-    if (!/^https?:\/\//i.test(ep)) {
-      throw v.typeError(`The "imdsEndpoint" option must be an http:// or https:// URL. Received ${JSON.stringify(ep)}`, 'ERR_INVALID_ARG_VALUE');
-    }
-    config.endpoints = { imds: ep };
+    config.endpoints = { imds: o.imdsEndpoint instanceof URL ? o.imdsEndpoint.href : v.string(o.imdsEndpoint, 'imdsEndpoint') };
   }
   if (o.caFile !== undefined) config.ca_file = v.string(o.caFile, 'caFile');
-  if (o.timeoutMs !== undefined) config.timeout_ms = v.timeoutMs(o.timeoutMs);
+  if (o.timeoutMs !== undefined) config.timeout_ms = v.number(o.timeoutMs, 'timeoutMs');
   return Object.keys(config).length === 0 ? null : JSON.stringify(config);
 }
 
+// keyConfig is config.key. A string is a provider's name ("software", "tpm"); which providers
+// exist, and which settings go with which, the library says.
 function keyConfig(key) {
-  if (key === 'software' || key === 'tpm') return { provider: key };
-  if (typeof key === 'string') {
-    throw v.typeError(`The "key" option must be "software", "tpm" or an object. Received ${JSON.stringify(key)}`, 'ERR_INVALID_ARG_VALUE');
-  }
+  if (typeof key === 'string') return { provider: key };
   if (!v.isPlainObject(key)) {
     throw v.typeError(`The "key" option must be "software", "tpm" or an object. Received ${v.describe(key)}`);
   }
   const k = v.options(key, 'options.key', KEY_OPTIONS);
-  const provider = k.provider === undefined ? 'software' : k.provider;
-  if (provider !== 'software' && provider !== 'tpm') {
-    throw v.typeError(`The "key.provider" option must be "software" or "tpm". Received ${v.describe(provider)}`, 'ERR_INVALID_ARG_VALUE');
-  }
-  const out = { provider };
-  if (provider === 'software' && (k.device !== undefined || k.stateDir !== undefined || k.attest !== undefined)) {
-    throw v.typeError('The "key.device", "key.stateDir" and "key.attest" options need provider "tpm"', 'ERR_INVALID_ARG_VALUE');
-  }
+  const out = {};
+  if (k.provider !== undefined) out.provider = v.string(k.provider, 'key.provider');
   if (k.device !== undefined) out.device = v.string(k.device, 'key.device');
   if (k.stateDir !== undefined) out.state_dir = v.string(k.stateDir, 'key.stateDir');
   if (k.attest !== undefined) out.attest = v.boolean(k.attest, 'key.attest');
@@ -103,12 +95,15 @@ function acquireOptions(options, sync) {
   const pop = o.mtlsPop === undefined ? undefined : v.boolean(o.mtlsPop, 'mtlsPop');
   const force = o.forceRefresh === undefined ? undefined : v.boolean(o.forceRefresh, 'forceRefresh');
   let json = BOOL_JSON.get(`${pop}/${force}`);
-  const probe = o.claims === undefined ? PROBE_JSON.get(`${pop}/${force}`) : null;
+  let probe = o.claims === undefined ? PROBE_JSON.get(`${pop}/${force}`) : null;
   if (o.claims !== undefined || o.timeoutMs !== undefined) {
     const full = json === null ? {} : JSON.parse(json);
     if (o.claims !== undefined) full.claims = v.string(o.claims, 'claims');
-    if (o.timeoutMs !== undefined) full.timeout_ms = v.timeoutMs(o.timeoutMs);
+    if (o.timeoutMs !== undefined) full.timeout_ms = v.number(o.timeoutMs, 'timeoutMs');
     json = JSON.stringify(full);
+    // The probe carries every option the acquisition does: the library judges them (a timeout
+    // out of range, say) whichever path answers, so a cached token does not hide a bad option.
+    if (probe !== null) probe = JSON.stringify({ ...full, cache_only: true });
   }
   let signal;
   if (o.signal !== undefined) {
@@ -129,15 +124,8 @@ function callRequest(request) {
   }
   const o = v.options(request, 'request', CALL_OPTIONS);
   const req = {};
-  if (o.url instanceof URL) req.url = o.url.href;
-  else if (o.url === undefined) throw v.typeError('The "request.url" option is required');
-  else req.url = v.string(o.url, 'request.url');
-  if (o.method !== undefined) {
-    req.method = v.string(o.method, 'request.method');
-    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(req.method)) {
-      throw v.typeError(`The "request.method" option is not an HTTP method. Received ${JSON.stringify(req.method)}`, 'ERR_INVALID_ARG_VALUE');
-    }
-  }
+  if (o.url !== undefined) req.url = o.url instanceof URL ? o.url.href : v.string(o.url, 'request.url');
+  if (o.method !== undefined) req.method = v.string(o.method, 'request.method');
   if (o.headers !== undefined) req.headers = callHeaders(o.headers);
   if (o.body !== undefined && o.body !== null) {
     const b = o.body;
@@ -146,26 +134,24 @@ function callRequest(request) {
     else if (b instanceof ArrayBuffer) req.body_base64 = Buffer.from(b).toString('base64');
     else throw v.typeError(`The "request.body" option must be a string, Buffer, Uint8Array or ArrayBuffer. Received ${v.describe(b)}`);
   }
-  if (o.timeoutMs !== undefined) req.timeout_ms = v.timeoutMs(o.timeoutMs, 'request.timeoutMs');
+  if (o.timeoutMs !== undefined) req.timeout_ms = v.number(o.timeoutMs, 'request.timeoutMs');
   return JSON.stringify(req);
 }
 
+// callHeaders is request.headers: {name: [values]}. Names and values go as given; which are valid
+// HTTP (a token for a name, no CR, LF or NUL in a value) the library checks.
 function callHeaders(h) {
-  const out = {};
+  const out = Object.create(null); // a header named "__proto__" is a name like any other
   const add = (name, value) => {
-    if (typeof name !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) {
-      throw v.typeError(`Invalid header name in request.headers: ${JSON.stringify(name)}`, 'ERR_INVALID_ARG_VALUE');
+    if (typeof name !== 'string') {
+      throw v.typeError(`The header names of request.headers must be strings. Received ${v.describe(name)}`);
     }
     const values = Array.isArray(value) ? value : [value];
     for (const x of values) {
       if (typeof x !== 'string' && typeof x !== 'number') {
         throw v.typeError(`The value of header "${name}" must be a string, a number or an array of them. Received ${v.describe(x)}`);
       }
-      const s = String(x);
-      if (/[\r\n\0]/.test(s)) {
-        throw v.typeError(`The value of header "${name}" must not contain CR, LF or NUL`, 'ERR_INVALID_ARG_VALUE');
-      }
-      (out[name] ??= []).push(s);
+      (out[name] ??= []).push(String(x));
     }
   };
   if (typeof Headers === 'function' && h instanceof Headers) {
@@ -200,7 +186,7 @@ class TokenClient {
    * A token for resource, from the cache when possible; fetches (off the event loop) when not.
    *
    * A cached token is returned without leaving the JS thread: a first, cache-only try (no I/O,
-   * no waiting; made only when nothing else of this package is in flight) finds it. Otherwise
+   * no waiting; made only when no acquisition of this package is in flight) finds it. Otherwise
    * the async acquisition below fetches off the event loop. The async path costs two thread hops
    * (~60 µs here), a hit the cache-only way about a microsecond.
    */
@@ -214,11 +200,12 @@ class TokenClient {
       if (hit !== null) return newResult(hit);
     }
     if (signal === undefined) {
-      return newResult(await binding.acquireAsync(h, resource, json, false));
+      return newResult(await binding.acquireAsync(h, resource, json));
     }
     if (signal.aborted) throw abortedError(signal);
-    const [promise, request] = binding.acquireAsync(h, resource, json, true);
-    const onAbort = () => binding.cancel(request);
+    const started = {}; // the addon puts the request to cancel here
+    const promise = binding.acquireAsync(h, resource, json, started);
+    const onAbort = () => binding.cancel(started.request);
     signal.addEventListener('abort', onAbort, { once: true });
     try {
       return newResult(await promise);
@@ -295,63 +282,59 @@ const FEDERATED_OPTIONS = ['managedIdentity', 'confidential', 'mtlsPop'];
 const LEG1_APP_OPTIONS = ['authority', 'clientId', 'certificate', 'secret', 'region', 'mtlsEndpoint'];
 const LEG1_MI_OPTIONS = ['clientId', 'resourceId', 'objectId', 'key', 'imdsEndpoint'];
 
-// appConfig is the C ABI's confidential-client members for options (also leg 1's, nested).
-function appConfig(o, name, allowFederated) {
-  const config = { authority: v.string(o.authority, `${name}.authority`), client_id: v.string(o.clientId, `${name}.clientId`) };
-  const given = ['certificate', 'secret', 'federated'].filter((k) => o[k] !== undefined);
-  if (given.length !== 1) {
-    throw v.typeError(`Exactly one of ${name}.certificate, ${name}.secret and ${name}.federated must be given. Received ${given.join(', ') || 'none'}`,
-      'ERR_INVALID_ARG_VALUE');
-  }
+// appConfig is the C ABI's confidential-client members for options (also leg 1's, nested). The
+// members go as given: which are required, and that there is exactly one credential
+// (certificate, secret or federated), the library checks.
+function appConfig(o, name) {
+  const config = {};
+  if (o.authority !== undefined) config.authority = v.string(o.authority, `${name}.authority`);
+  if (o.clientId !== undefined) config.client_id = v.string(o.clientId, `${name}.clientId`);
   if (o.certificate !== undefined) {
     const c = v.options(o.certificate, `${name}.certificate`, CERTIFICATE_OPTIONS, {});
-    config.certificate = { cert_file: v.string(c.certFile, `${name}.certificate.certFile`), key_file: v.string(c.keyFile, `${name}.certificate.keyFile`) };
+    config.certificate = {};
+    if (c.certFile !== undefined) config.certificate.cert_file = v.string(c.certFile, `${name}.certificate.certFile`);
+    if (c.keyFile !== undefined) config.certificate.key_file = v.string(c.keyFile, `${name}.certificate.keyFile`);
     if (c.sendX5c !== undefined) config.certificate.send_x5c = v.boolean(c.sendX5c, `${name}.certificate.sendX5c`);
   }
   if (o.secret !== undefined) config.secret = v.string(o.secret, `${name}.secret`);
-  if (o.federated !== undefined) {
-    if (!allowFederated) throw v.typeError(`${name}.federated cannot be nested`, 'ERR_INVALID_ARG_VALUE');
-    config.federated = federatedConfig(o.federated);
-  }
+  if (o.federated !== undefined) config.federated = federatedConfig(o.federated);
   if (o.region !== undefined) config.region = v.string(o.region, `${name}.region`);
   if (o.mtlsEndpoint !== undefined) config.mtls_endpoint = v.string(o.mtlsEndpoint, `${name}.mtlsEndpoint`);
   return config;
 }
 
-// federatedConfig is config.federated: leg 1 of a two-leg FIC.
+// federatedConfig is config.federated: leg 1 of a two-leg FIC, a managed identity or another app
+// (exactly one of the two: the library checks). Leg 1 has no federated member of its own (not an
+// option name here).
 function federatedConfig(options) {
   const f = v.options(options, 'federated', FEDERATED_OPTIONS, {});
-  if ((f.managedIdentity === undefined) === (f.confidential === undefined)) {
-    throw v.typeError('Exactly one of federated.managedIdentity and federated.confidential must be given', 'ERR_INVALID_ARG_VALUE');
-  }
   const out = {};
   if (f.mtlsPop !== undefined) out.mtls_pop = v.boolean(f.mtlsPop, 'federated.mtlsPop');
-  if (f.confidential !== undefined) {
-    out.confidential = appConfig(v.options(f.confidential, 'federated.confidential', LEG1_APP_OPTIONS, {}), 'federated.confidential', false);
-    return out;
+  if (f.managedIdentity !== undefined) {
+    const mi = v.options(f.managedIdentity, 'federated.managedIdentity', LEG1_MI_OPTIONS, {});
+    out.managed_identity = JSON.parse(clientConfig(mi) ?? '{}'); // a ManagedIdentityClient's members
   }
-  const mi = v.options(f.managedIdentity, 'federated.managedIdentity', LEG1_MI_OPTIONS, {});
-  const cfg = JSON.parse(clientConfig(mi) ?? '{}'); // the same members as a ManagedIdentityClient's
-  out.managed_identity = cfg;
+  if (f.confidential !== undefined) {
+    out.confidential = appConfig(v.options(f.confidential, 'federated.confidential', LEG1_APP_OPTIONS, {}), 'federated.confidential');
+  }
   return out;
 }
 
 // confidentialConfig builds the C ABI's "kind": "confidential" configuration JSON.
 function confidentialConfig(options) {
   const o = v.options(options, 'options', CONFIDENTIAL_OPTIONS, {});
-  const config = { kind: 'confidential', ...appConfig(o, 'options', true) };
+  const config = { kind: 'confidential', ...appConfig(o, 'options') };
   if (o.mtlsPop !== undefined) config.mtls_pop = v.boolean(o.mtlsPop, 'mtlsPop');
   if (o.caFile !== undefined) config.ca_file = v.string(o.caFile, 'caFile');
-  if (o.timeoutMs !== undefined) config.timeout_ms = v.timeoutMs(o.timeoutMs);
+  if (o.timeoutMs !== undefined) config.timeout_ms = v.number(o.timeoutMs, 'timeoutMs');
   return JSON.stringify(config);
 }
 
+// scopeString is the resource argument of a confidential client: its scopes, space-separated.
 function scopeString(scopes) {
   if (typeof scopes === 'string') return scopes;
-  if (Array.isArray(scopes) && scopes.length > 0 && scopes.every((s) => typeof s === 'string' && s !== '' && !/\s/.test(s))) {
-    return scopes.join(' ');
-  }
-  throw v.typeError(`The "scopes" argument must be a string or a non-empty array of strings without spaces. Received ${v.describe(scopes)}`);
+  if (Array.isArray(scopes) && scopes.every((s) => typeof s === 'string')) return scopes.join(' ');
+  throw v.typeError(`The "scopes" argument must be a string or an array of strings. Received ${v.describe(scopes)}`);
 }
 
 /**

@@ -11,34 +11,36 @@ const v = require('./validate.js');
 const VERIFIER_OPTIONS = ['audiences', 'issuer', 'jwksUrl', 'jwks', 'caFile', 'allowUnbound', 'leewaySeconds', 'timeoutMs'];
 const VERIFY_OPTIONS = [...VERIFIER_OPTIONS, 'clientCertificate'];
 
+// verifierConfig builds mtlspop_verify's configuration JSON: types and option names only. What
+// the configuration must hold (audiences, exactly one of jwksUrl and jwks, a key set with
+// "keys", a leeway of 0 .. 600 s) the library checks when it verifies, and refuses with an
+// MtlsPopError (code "invalid_argument").
 function verifierConfig(options, where, allowed) {
   if (options === undefined) {
     throw v.typeError(`The "${where}" argument must be an object with "audiences"`);
   }
   const o = v.options(options, where, allowed);
   const cfg = {};
-  let aud = o.audiences;
-  if (typeof aud === 'string') aud = [aud];
-  if (!Array.isArray(aud) || aud.length === 0) {
-    throw v.typeError(`The "audiences" option must be a string or a non-empty array of strings. Received ${v.describe(o.audiences)}`);
+  if (o.audiences !== undefined) {
+    const aud = typeof o.audiences === 'string' ? [o.audiences] : o.audiences;
+    if (!Array.isArray(aud)) {
+      throw v.typeError(`The "audiences" option must be a string or an array of strings. Received ${v.describe(o.audiences)}`);
+    }
+    cfg.audiences = aud.map((a, i) => v.string(a, `audiences[${i}]`));
   }
-  cfg.audiences = aud.map((a, i) => v.string(a, `audiences[${i}]`));
   if (o.issuer !== undefined) cfg.issuer = v.string(o.issuer, 'issuer');
-  if ((o.jwksUrl === undefined) === (o.jwks === undefined)) {
-    throw v.typeError('Exactly one of the "jwksUrl" and "jwks" options must be given', 'ERR_INVALID_ARG_VALUE');
-  }
   if (o.jwksUrl !== undefined) cfg.jwks_url = o.jwksUrl instanceof URL ? o.jwksUrl.href : v.string(o.jwksUrl, 'jwksUrl');
   if (o.jwks !== undefined) {
     const jwks = typeof o.jwks === 'string' ? parseJwks(o.jwks) : o.jwks;
-    if (!v.isPlainObject(jwks) || !Array.isArray(jwks.keys)) {
-      throw v.typeError('The "jwks" option must be a JWK set: an object (or its JSON) with a "keys" array');
+    if (jwks === null || typeof jwks !== 'object' || Array.isArray(jwks)) {
+      throw v.typeError(`The "jwks" option must be a JWK set: an object or its JSON. Received ${v.describe(jwks)}`);
     }
     cfg.jwks = jwks;
   }
   if (o.caFile !== undefined) cfg.ca_file = v.string(o.caFile, 'caFile');
   if (o.allowUnbound !== undefined) cfg.allow_unbound = v.boolean(o.allowUnbound, 'allowUnbound');
-  if (o.leewaySeconds !== undefined) cfg.leeway_s = v.integer(o.leewaySeconds, 'leewaySeconds', 0, 600);
-  if (o.timeoutMs !== undefined) cfg.timeout_ms = v.timeoutMs(o.timeoutMs);
+  if (o.leewaySeconds !== undefined) cfg.leeway_s = v.number(o.leewaySeconds, 'leewaySeconds');
+  if (o.timeoutMs !== undefined) cfg.timeout_ms = v.number(o.timeoutMs, 'timeoutMs');
   return JSON.stringify(cfg);
 }
 
@@ -71,8 +73,10 @@ function certificatePem(c) {
   return `-----BEGIN CERTIFICATE-----\n${b64.replace(/.{1,64}/g, '$&\n')}-----END CERTIFICATE-----\n`;
 }
 
+// authorizationValue is the header as the C string the library takes. An absent header is an
+// invalid token (code "invalid_token"), not a programming error; so is one holding U+0000, which
+// a C string would cut short: it is handed over as "", which the library refuses as such.
 function authorizationValue(a) {
-  // An absent header is an invalid token (code "invalid_token"), not a programming error.
   if (a === undefined || a === null) return '';
   if (typeof a !== 'string') {
     throw v.typeError(`The "authorization" argument must be a string. Received ${v.describe(a)}`);

@@ -28,9 +28,8 @@ void napi_failed(napi_env env, napi_status status, const char *call, int line) {
 }
 
 napi_value throw_js(napi_env env, throw_kind kind, const char *code, const char *msg) {
-    napi_status s = kind == THROW_TYPE    ? napi_throw_type_error(env, code, msg)
-                    : kind == THROW_RANGE ? napi_throw_range_error(env, code, msg)
-                                          : napi_throw_error(env, code, msg);
+    napi_status s = kind == THROW_TYPE ? napi_throw_type_error(env, code, msg)
+                                       : napi_throw_error(env, code, msg);
     if (s != napi_ok) {
         /* Only when an exception is pending already (or the environment is going away): that
          * one propagates instead. Nothing more can be done; the caller returns NULL. */
@@ -103,12 +102,7 @@ int get_string(napi_env env, napi_value v, sbuf *b, const char *what, int nullab
             b->p = NULL;
             return -1;
         }
-        if (len > MTLSPOP_MAX_INPUT) {
-            b->p = NULL;
-            snprintf(msg, sizeof msg, "%s is longer than %u bytes", what, MTLSPOP_MAX_INPUT);
-            throw_js(env, THROW_RANGE, "ERR_OUT_OF_RANGE", msg);
-            return -1;
-        }
+        /* However long: the library refuses what exceeds MTLSPOP_MAX_INPUT, with its error. */
         if (len >= sizeof b->small) {
             b->p = malloc(len + 1);
             if (!b->p) {
@@ -169,8 +163,8 @@ fail:
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Errors: MtlsPopError is a JS class (lib/error.js) handed over by setup(); its constructor maps
- * the status to a code when the library gave none, and any unknown status to a generic code.
+ * Errors: MtlsPopError is a JS class (lib/error.js) handed over by setup(); its constructor names
+ * the status's category, and gives a code to the statuses that come without an error object.
  */
 
 napi_value make_error(napi_env env, addon *a, int status, mtlspop_error *err) {
@@ -244,7 +238,8 @@ fail:
     return undefined;
 }
 
-/* errorFor(status[, code]): the error the addon would make for a status (tests only). */
+/* errorFor(status): the error the addon makes for a status that came without an error object
+ * (tests only). */
 static napi_value js_error_for(napi_env env, napi_callback_info info) {
     size_t argc = 1;
     napi_value argv[1];
@@ -258,6 +253,32 @@ static napi_value js_error_for(napi_env env, napi_callback_info info) {
     return make_error(env, a, status, NULL);
 fail:
     return NULL;
+}
+
+/* failThreadStarts(n): the next n hand-offs to a thread fail (tests only; see fail_thread_starts). */
+static napi_value js_fail_thread_starts(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1], undefined = NULL;
+    int32_t n = 0;
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    NAPI_CALL(env, napi_get_value_int32(env, argv[0], &n));
+    fail_thread_starts(n);
+    NAPI_CALL(env, napi_get_undefined(env, &undefined));
+fail:
+    return undefined;
+}
+
+/* openPromises(): promises of this environment made and not yet settled (tests only). */
+static napi_value js_open_promises(napi_env env, napi_callback_info info) {
+    (void)info;
+    napi_value v = NULL;
+    addon *a = addon_of(env);
+    if (!a) {
+        return NULL;
+    }
+    NAPI_CALL(env, napi_create_uint32(env, a->promises, &v));
+fail:
+    return v;
 }
 
 static napi_value js_live_objects(napi_env env, napi_callback_info info) {
@@ -319,6 +340,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
         {"setup", NULL, js_setup, NULL, NULL, NULL, napi_default, NULL},
         {"errorFor", NULL, js_error_for, NULL, NULL, NULL, napi_default, NULL},
         {"liveObjects", NULL, js_live_objects, NULL, NULL, NULL, napi_default, NULL},
+        {"failThreadStarts", NULL, js_fail_thread_starts, NULL, NULL, NULL, napi_default, NULL},
+        {"openPromises", NULL, js_open_promises, NULL, NULL, NULL, napi_default, NULL},
         {"clientNew", NULL, js_client_new, NULL, NULL, NULL, napi_default, NULL},
         {"clientClose", NULL, js_client_close, NULL, NULL, NULL, napi_default, NULL},
         {"acquireSync", NULL, js_acquire_sync, NULL, NULL, NULL, napi_default, NULL},

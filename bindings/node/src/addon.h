@@ -1,8 +1,9 @@
 /*
  * addon.h — the N-API addon of the mtlspop Node package: shared declarations.
  *
- * The addon is thin glue over include/mtlspop.h. lib/ (JavaScript) validates every argument and
- * builds the JSON the C ABI takes; the addon only moves values across and owns the handles.
+ * The addon is thin glue over include/mtlspop.h. lib/ (JavaScript) checks the types and shapes of
+ * arguments and builds the JSON the C ABI takes; the library judges the values. The addon only
+ * moves values across (refusing what C would mangle: a string with U+0000) and owns the handles.
  *
  * Threads. Four kinds of thread touch this code:
  *  - the JS thread of the environment (main thread or a worker) that loaded the addon: every
@@ -39,8 +40,8 @@
  */
 HIDDEN void napi_failed(napi_env env, napi_status status, const char *call, int line);
 
-/* throw_js throws a new Error, TypeError or RangeError with a code, and returns NULL. */
-typedef enum throw_kind { THROW_ERROR, THROW_TYPE, THROW_RANGE } throw_kind;
+/* throw_js throws a new Error or TypeError with a code, and returns NULL. */
+typedef enum throw_kind { THROW_ERROR, THROW_TYPE } throw_kind;
 HIDDEN napi_value throw_js(napi_env env, throw_kind kind, const char *code, const char *msg);
 
 /* addon_of returns the environment's instance data, or throws and returns NULL. */
@@ -74,7 +75,9 @@ typedef struct addon {
     /* JS thread. */
     int env_alive;        /* cleared by the instance-data finalizer */
     napi_ref error_class; /* MtlsPopError, from lib/ through setup() */
-    uint32_t pending;     /* items whose promise is unsettled; tsfn is ref'd while > 0 */
+    uint32_t pending;     /* items handed off and not yet settled; tsfn is ref'd while > 0 */
+    uint32_t acquiring;   /* of those, acquisitions: the cache probe is made only while none is */
+    uint32_t promises;    /* promises made and not yet settled (openPromises(), for tests) */
 } addon;
 
 HIDDEN void addon_ref(addon *a);
@@ -170,15 +173,22 @@ typedef struct item {
     mtlspop_claims *claims;
 } item;
 
-/* item_new starts an item of kind for addon a (taking a reference) and creates its promise. */
-HIDDEN napi_status item_new(napi_env env, addon *a, item_kind kind, item **out, napi_value *promise);
-/* item_started counts one more pending item (and refs the tsfn for the first): call once an
- * item's work has started. */
-HIDDEN napi_status item_started(napi_env env, addon *a);
+/* item_new makes an item of kind for addon a (taking a reference), without its promise; NULL when
+ * out of memory. */
+HIDDEN item *item_new(addon *a, item_kind kind);
+/* item_promise creates the item's promise. Call it last before the hand-off to another thread:
+ * from then on the promise must be settled, by call_js or by item_fail_start. JS thread. */
+HIDDEN napi_status item_promise(napi_env env, item *it, napi_value *promise);
+/* item_started counts an item just handed off as pending (and refs the tsfn for the first). The
+ * item is in flight whatever happens here: its completion settles the promise. JS thread. */
+HIDDEN void item_started(napi_env env, addon *a, item_kind kind);
 /* item_deliver hands a finished item to the JS thread; any thread. */
 HIDDEN void item_deliver(item *it);
-/* item_fail_start rejects an item that could not be started, and frees it. JS thread. */
-HIDDEN void item_fail_start(napi_env env, item *it, napi_value error);
+/* item_fail_start frees an item that was not handed off. Without a promise yet (its preparation
+ * failed; an exception is pending) that is all. With one, the hand-off failed: the promise is
+ * rejected with an Error (code ERR_MTLSPOP_THREAD, message why), and the caller returns it, so
+ * that whoever awaits it learns of the failure instead of waiting forever. JS thread. */
+HIDDEN void item_fail_start(napi_env env, item *it, const char *why);
 /* item_free releases what an item holds without touching JavaScript; any thread. */
 HIDDEN void item_free(item *it);
 
@@ -190,6 +200,9 @@ HIDDEN int pool_submit(item *it);
 /* starter_submit queues a job for the starter thread. Returns 0, or -1 when it could not be
  * started. */
 HIDDEN int starter_submit(job *j);
+/* fail_thread_starts makes the next n pool_submit and starter_submit calls fail as if no thread
+ * could be started: for tests (failThreadStarts), which cannot make pthread_create fail. */
+HIDDEN void fail_thread_starts(int n);
 
 /* ---------------------------------------------------------------------------------------------
  * Values.
@@ -201,9 +214,10 @@ typedef struct sbuf {
     char small[512];
 } sbuf;
 
-/* get_string copies a JS string into b. It throws a TypeError for a non-string (or a string
- * holding U+0000, which C would truncate) and a RangeError past MTLSPOP_MAX_INPUT bytes, and
- * returns 0 on success, -1 after throwing. With nullable, null and undefined give b->p = NULL. */
+/* get_string copies a JS string into b. It throws a TypeError for a non-string, or a string
+ * holding U+0000, which C would cut short there; any other string is the library's to judge
+ * (past MTLSPOP_MAX_INPUT bytes, say). Returns 0 on success, -1 after throwing. With nullable,
+ * null and undefined give b->p = NULL. */
 HIDDEN int get_string(napi_env env, napi_value v, sbuf *b, const char *what, int nullable);
 HIDDEN void sbuf_free(sbuf *b);
 HIDDEN char *sbuf_take(sbuf *b); /* a malloc'd copy (or NULL for NULL), for another thread */

@@ -3,8 +3,8 @@
  * environment, and the addon's worker threads for the ABI's blocking calls.
  *
  * Keeping the event loop alive. The thread-safe function is unref'd while nothing is in flight,
- * so an idle client never holds the process open, and ref'd while any promise of the addon is
- * unsettled (addon.pending > 0), so the process does not exit with requests outstanding.
+ * so an idle client never holds the process open, and ref'd while any work handed off has its
+ * promise unsettled (addon.pending > 0), so the process does not exit with requests outstanding.
  *
  * Lifetime. An item holds a reference to its addon and (acquire, call) its client_wrap, so the
  * memory a library thread touches stays valid even if the environment is torn down meanwhile.
@@ -25,29 +25,32 @@ napi_value claims_value(napi_env env, mtlspop_claims *c);
  * items
  */
 
-napi_status item_new(napi_env env, addon *a, item_kind kind, item **out, napi_value *promise) {
+item *item_new(addon *a, item_kind kind) {
     item *it = calloc(1, sizeof *it);
-    *out = NULL;
     if (!it) {
-        return napi_generic_failure;
-    }
-    napi_status s = napi_create_promise(env, &it->deferred, promise);
-    if (s != napi_ok) {
-        free(it);
-        return s;
+        return NULL;
     }
     it->kind = kind;
     it->a = a;
     addon_ref(a);
-    *out = it;
-    return napi_ok;
+    return it;
 }
 
-napi_status item_started(napi_env env, addon *a) {
-    if (a->pending++ == 0) {
-        return napi_ref_threadsafe_function(env, a->tsfn);
+napi_status item_promise(napi_env env, item *it, napi_value *promise) {
+    napi_status s = napi_create_promise(env, &it->deferred, promise);
+    if (s == napi_ok) {
+        it->a->promises++;
     }
-    return napi_ok;
+    return s;
+}
+
+void item_started(napi_env env, addon *a, item_kind kind) {
+    if (kind == ITEM_ACQUIRE) {
+        a->acquiring++;
+    }
+    if (a->pending++ == 0 && napi_ref_threadsafe_function(env, a->tsfn) != napi_ok) {
+        /* Only fails for a tsfn being closed, i.e. during teardown: the loop is ending anyway. */
+    }
 }
 
 void item_free(item *it) {
@@ -79,10 +82,34 @@ static void drop_keep(napi_env env, item *it) {
     it->keep = NULL;
 }
 
-void item_fail_start(napi_env env, item *it, napi_value error) {
+/* start_error is the Error a promise is rejected with when its work could not be handed off;
+ * failing that, the exception pending, or undefined: the promise is rejected with something. */
+static napi_value start_error(napi_env env, const char *why) {
+    napi_value code, msg, e = NULL;
+    if (why && napi_create_string_utf8(env, "ERR_MTLSPOP_THREAD", NAPI_AUTO_LENGTH, &code) == napi_ok &&
+        napi_create_string_utf8(env, why, NAPI_AUTO_LENGTH, &msg) == napi_ok &&
+        napi_create_error(env, code, msg, &e) == napi_ok) {
+        return e;
+    }
+    if (napi_get_and_clear_last_exception(env, &e) == napi_ok && e) {
+        return e;
+    }
+    if (napi_get_undefined(env, &e) != napi_ok) {
+        e = NULL;
+    }
+    return e;
+}
+
+void item_fail_start(napi_env env, item *it, const char *why) {
     drop_keep(env, it);
-    if (error && napi_reject_deferred(env, it->deferred, error) != napi_ok) {
-        napi_failed(env, napi_generic_failure, "napi_reject_deferred", __LINE__);
+    if (it->deferred) {
+        napi_value e = start_error(env, why);
+        if (e && napi_reject_deferred(env, it->deferred, e) == napi_ok) {
+            it->a->promises--;
+        } else {
+            napi_failed(env, napi_generic_failure, "napi_reject_deferred", __LINE__);
+        }
+        it->deferred = NULL;
     }
     item_free(it);
 }
@@ -134,7 +161,9 @@ static void settle(napi_env env, item *it) {
     }
     napi_status s = ok ? napi_resolve_deferred(env, it->deferred, v)
                        : napi_reject_deferred(env, it->deferred, v);
-    if (s != napi_ok) {
+    if (s == napi_ok) {
+        it->a->promises--;
+    } else {
         napi_failed(env, s, ok ? "napi_resolve_deferred" : "napi_reject_deferred", __LINE__);
         napi_value exc;
         if (napi_get_and_clear_last_exception(env, &exc) != napi_ok) {
@@ -158,6 +187,9 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
     int scoped = napi_open_handle_scope(env, &scope) == napi_ok;
     settle(env, it);
     drop_keep(env, it);
+    if (it->kind == ITEM_ACQUIRE) {
+        a->acquiring--;
+    }
     if (--a->pending == 0 && napi_unref_threadsafe_function(env, a->tsfn) != napi_ok) {
         /* Only fails while closing; the loop is ending anyway. */
     }
@@ -210,6 +242,21 @@ static pthread_mutex_t starter_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t starter_cv = PTHREAD_COND_INITIALIZER;
 static job *starter_head, *starter_tail; /* under starter_mu */
 static int starter_running;               /* under starter_mu */
+
+static int injected_failures; /* any thread (atomic): see fail_thread_starts */
+
+void fail_thread_starts(int n) { __atomic_store_n(&injected_failures, n > 0 ? n : 0, __ATOMIC_RELAXED); }
+
+/* injected_failure takes one of the failures fail_thread_starts asked for, if any is left. */
+static int injected_failure(void) {
+    int n = __atomic_load_n(&injected_failures, __ATOMIC_RELAXED);
+    while (n > 0) {
+        if (__atomic_compare_exchange_n(&injected_failures, &n, n - 1, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+            return 1;
+        }
+    }
+    return 0;
+}
 
 void request_unref(request *r) {
     if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0) {
@@ -300,6 +347,9 @@ static void *starter_thread(void *arg) {
 
 int starter_submit(job *j) {
     int rc = 0;
+    if (injected_failure()) {
+        return -1;
+    }
     j->next = NULL;
     pthread_mutex_lock(&starter_mu);
     if (!starter_running) {
@@ -397,6 +447,9 @@ static void *pool_thread(void *arg) {
 
 int pool_submit(item *it) {
     int rc = 0;
+    if (injected_failure()) {
+        return -1;
+    }
     it->next = NULL;
     pthread_mutex_lock(&pool_mu);
     if (pool_idle > pool_queued) { /* a waiting thread is free for this item */

@@ -279,8 +279,8 @@ fail:
 }
 
 /* acquire_blocking is acquireSync and acquireProbe: a blocking mtlspop_acquire_token with the
- * arguments (external, resource, optionsJson | null). A probe is quiet: it is skipped while
- * anything of this environment is in flight, and any failure is null rather than a throw. */
+ * arguments (external, resource, optionsJson | null). A probe is quiet: it is skipped while an
+ * acquisition of this environment is in flight, and any failure is null rather than a throw. */
 static napi_value acquire_blocking(napi_env env, napi_callback_info info, int probe) {
     size_t argc = 3;
     napi_value argv[3], none = NULL;
@@ -291,7 +291,7 @@ static napi_value acquire_blocking(napi_env env, napi_callback_info info, int pr
     }
     if (probe) {
         NAPI_CALL(env, napi_get_null(env, &none));
-        if (a->pending > 0) {
+        if (a->acquiring > 0) {
             return none;
         }
     }
@@ -328,9 +328,11 @@ napi_value js_acquire_sync(napi_env env, napi_callback_info info) {
 
 /* acquireProbe(external, resource, probeJson) -> data object or null. acquireToken's first
  * try: a "cache_only" acquisition, which returns a cached token or fails at once without I/O or
- * waiting. It is made only while this environment has nothing in flight, so that the Go scheduler
- * is not saturated and entering it is quick. Any failure (a miss among them) is null: the async
- * path then fetches, and reports its own errors. */
+ * waiting. It is made only while this environment has no acquisition in flight: those are what
+ * keep the Go scheduler busy (their goroutines), and while they run the probe could wait for it;
+ * a call or a verification in flight waits on the network on a thread of its own and does not.
+ * Any failure (a miss among them) is null: the async path then fetches, and reports its own
+ * errors. */
 napi_value js_acquire_probe(napi_env env, napi_callback_info info) {
     return acquire_blocking(env, info, 1);
 }
@@ -342,15 +344,16 @@ static void request_finalize(napi_env env, void *data, void *hint) {
     request_unref(data);
 }
 
-/* acquireAsync(external, resource, optionsJson | null, cancellable) -> promise, or
- * [promise, request] when cancellable (request: an external for cancel()). The start itself
- * happens on the starter thread (async.c); this only queues it. */
+/* acquireAsync(external, resource, optionsJson | null[, started]) -> promise. With `started`, an
+ * object, the acquisition can be canceled: started.request is set to an external for cancel().
+ * The promise is made last, once nothing but the hand-off can fail, so that it is never left
+ * unsettled. The start itself happens on the starter thread (async.c); this only queues it. */
 napi_value js_acquire_async(napi_env env, napi_callback_info info) {
     size_t argc = 4;
-    napi_value argv[4], promise = NULL, result = NULL, rext = NULL;
+    napi_value argv[4], promise = NULL, rext = NULL;
     sbuf res = {0}, opts = {0};
     item *it = NULL;
-    bool cancellable = false;
+    napi_valuetype started;
     addon *a = addon_of(env);
     if (!a) {
         return NULL;
@@ -360,14 +363,22 @@ napi_value js_acquire_async(napi_env env, napi_callback_info info) {
     if (!cw) {
         return NULL;
     }
-    NAPI_CALL(env, napi_get_value_bool(env, argv[3], &cancellable));
+    NAPI_CALL(env, napi_typeof(env, argv[3], &started));
+    if (started != napi_undefined && started != napi_object) {
+        throw_js(env, THROW_TYPE, "ERR_INVALID_ARG_TYPE", "started must be an object or undefined");
+        return NULL;
+    }
     if (get_string(env, argv[1], &res, "resource", 0) != 0) {
         return NULL;
     }
     if (get_string(env, argv[2], &opts, "options", 1) != 0) {
         goto fail;
     }
-    NAPI_CALL(env, item_new(env, a, ITEM_ACQUIRE, &it, &promise));
+    it = item_new(a, ITEM_ACQUIRE);
+    if (!it) {
+        throw_js(env, THROW_ERROR, "ERR_MTLSPOP_NOMEM", "mtlspop: out of memory");
+        goto fail;
+    }
     it->start_job.kind = JOB_START;
     it->cw = cw;
     __atomic_add_fetch(&cw->refs, 1, __ATOMIC_RELAXED);
@@ -380,7 +391,7 @@ napi_value js_acquire_async(napi_env env, napi_callback_info info) {
         throw_js(env, THROW_ERROR, "ERR_MTLSPOP_NOMEM", "mtlspop: out of memory");
         goto fail;
     }
-    if (cancellable) {
+    if (started == napi_object) {
         request *r = calloc(1, sizeof *r);
         if (!r) {
             throw_js(env, THROW_ERROR, "ERR_MTLSPOP_NOMEM", "mtlspop: out of memory");
@@ -397,20 +408,16 @@ napi_value js_acquire_async(napi_env env, napi_callback_info info) {
             napi_failed(env, s, "napi_create_external", __LINE__);
             goto fail;
         }
+        NAPI_CALL(env, napi_set_named_property(env, argv[3], "request", rext));
     }
+    NAPI_CALL(env, item_promise(env, it, &promise));
     if (starter_submit(&it->start_job) != 0) {
-        throw_js(env, THROW_ERROR, "ERR_MTLSPOP_THREAD", "mtlspop: cannot start the addon's starter thread");
-        goto fail;
-    }
-    it = NULL; /* the starter's, then the library's */
-    NAPI_CALL(env, item_started(env, a));
-    if (!cancellable) {
+        item_fail_start(env, it, "mtlspop: cannot start the addon's starter thread");
         return promise;
     }
-    NAPI_CALL(env, napi_create_array_with_length(env, 2, &result));
-    NAPI_CALL(env, napi_set_element(env, result, 0, promise));
-    NAPI_CALL(env, napi_set_element(env, result, 1, rext));
-    return result;
+    /* The starter's from here, then the library's. */
+    item_started(env, a, ITEM_ACQUIRE);
+    return promise;
 fail:
     sbuf_free(&res);
     sbuf_free(&opts);
@@ -472,7 +479,11 @@ napi_value js_call(napi_env env, napi_callback_info info) {
     if (!t || get_string(env, argv[2], &req, "request", 0) != 0) {
         return NULL;
     }
-    NAPI_CALL(env, item_new(env, a, ITEM_CALL, &it, &promise));
+    it = item_new(a, ITEM_CALL);
+    if (!it) {
+        throw_js(env, THROW_ERROR, "ERR_MTLSPOP_NOMEM", "mtlspop: out of memory");
+        goto fail;
+    }
     it->cw = cw;
     __atomic_add_fetch(&cw->refs, 1, __ATOMIC_RELAXED);
     NAPI_CALL(env, napi_create_reference(env, argv[0], 1, &it->keep));
@@ -480,16 +491,18 @@ napi_value js_call(napi_env env, napi_callback_info info) {
     it->tref = t;
     __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
     it->s1 = sbuf_take(&req);
-    if (!it->s1 || pool_submit(it) != 0) {
-        napi_value e = NULL;
-        NAPI_CALL(env, napi_create_string_utf8(env, "mtlspop: cannot start a thread for the call",
-                                               NAPI_AUTO_LENGTH, &e));
-        NAPI_CALL(env, napi_create_error(env, NULL, e, &e));
-        item_fail_start(env, it, e);
+    if (!it->s1) {
+        throw_js(env, THROW_ERROR, "ERR_MTLSPOP_NOMEM", "mtlspop: out of memory");
+        goto fail;
+    }
+    /* The promise last, once nothing but the hand-off can fail: it is never left unsettled. */
+    NAPI_CALL(env, item_promise(env, it, &promise));
+    if (pool_submit(it) != 0) {
+        item_fail_start(env, it, "mtlspop: cannot start a thread for the call");
         return promise;
     }
-    it = NULL; /* the pool owns it */
-    NAPI_CALL(env, item_started(env, a));
+    /* The pool's from here. */
+    item_started(env, a, ITEM_CALL);
     return promise;
 fail:
     sbuf_free(&req);

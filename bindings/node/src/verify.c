@@ -76,21 +76,27 @@ napi_value js_verify_async(napi_env env, napi_callback_info info) {
     if (!a || read_args(env, info, &v) != 0) {
         return NULL;
     }
-    NAPI_CALL(env, item_new(env, a, ITEM_VERIFY, &it, &promise));
+    it = item_new(a, ITEM_VERIFY);
+    if (!it) {
+        throw_js(env, THROW_ERROR, "ERR_MTLSPOP_NOMEM", "mtlspop: out of memory");
+        goto fail;
+    }
     int had_cert = v.cert.p != NULL;
     it->s1 = sbuf_take(&v.config);
     it->s2 = sbuf_take(&v.authorization);
     it->s3 = sbuf_take(&v.cert);
-    if (!it->s1 || !it->s2 || (had_cert && !it->s3) || pool_submit(it) != 0) {
-        napi_value e = NULL;
-        NAPI_CALL(env, napi_create_string_utf8(env, "mtlspop: cannot start a thread for verify",
-                                               NAPI_AUTO_LENGTH, &e));
-        NAPI_CALL(env, napi_create_error(env, NULL, e, &e));
-        item_fail_start(env, it, e);
+    if (!it->s1 || !it->s2 || (had_cert && !it->s3)) {
+        throw_js(env, THROW_ERROR, "ERR_MTLSPOP_NOMEM", "mtlspop: out of memory");
+        goto fail;
+    }
+    /* The promise last, once nothing but the hand-off can fail: it is never left unsettled. */
+    NAPI_CALL(env, item_promise(env, it, &promise));
+    if (pool_submit(it) != 0) {
+        item_fail_start(env, it, "mtlspop: cannot start a thread for verify");
         return promise;
     }
-    it = NULL; /* the pool owns it */
-    NAPI_CALL(env, item_started(env, a));
+    /* The pool's from here. */
+    item_started(env, a, ITEM_VERIFY);
     return promise;
 fail:
     verify_args_free(&v);

@@ -52,19 +52,63 @@ test('two-leg FIC: leg 1 the managed identity, bound', async () => {
   }
 });
 
+test('two-leg FIC: leg 1 another app (the default app, with its certificate)', async () => {
+  // The emulator trusts only its managed identities as federated credentials, so leg 2 is
+  // refused; but by the one check that comes after leg 1's token (for
+  // api://AzureADTokenExchange) was verified as the assertion, its binding to the certificate
+  // presented over mTLS included: no federated credential names leg 1's subject, the app's own.
+  const certificate = { certFile: emu.app.cert_file, keyFile: emu.app.key_file };
+  const plain = new ConfidentialClient(appOptions({ certificate }));
+  let subject;
+  try {
+    const t = await plain.acquireTokenForClient(scope);
+    subject = JSON.parse(Buffer.from(t.accessToken.split('.')[1], 'base64url').toString()).sub;
+  } finally {
+    plain.close();
+  }
+  for (const mtlsPop of [true, false]) {
+    const leg1 = { authority: emu.app.authority, clientId: emu.app.client_id, mtlsEndpoint: emu.app.mtls_endpoint, certificate };
+    const cc = new ConfidentialClient(appOptions({ federated: { confidential: leg1, mtlsPop }, mtlsPop }));
+    try {
+      const e = await cc.acquireTokenForClient(scope).catch((x) => x);
+      assert.ok(e instanceof MtlsPopError, String(e));
+      assert.equal(e.code, 'invalid_client', e.message);
+      assert.equal(e.category, 'identity');
+      assert.match(e.message, /AADSTS70021: no federated identity credential/);
+      assert.ok(e.message.includes(`subject "${subject}"`), e.message);
+    } finally {
+      cc.close();
+    }
+  }
+});
+
 test('errors', async () => {
   const secret = new ConfidentialClient(appOptions({ secret: 'not-the-secret' }));
   try {
     await assert.rejects(secret.acquireTokenForClient(scope), (e) => e instanceof MtlsPopError && e.code === 'invalid_client');
     await assert.rejects(secret.acquireTokenForClient(scope, { mtlsPop: true }),
       (e) => e instanceof MtlsPopError && e.code === 'mtls_certificate_not_provided');
+    // Scopes: a string or an array of strings; what they may be, the library says.
+    assert.throws(() => secret.acquireTokenForClient(42), TypeError);
+    await assert.rejects(secret.acquireTokenForClient([]), (e) => e instanceof MtlsPopError && e.code === 'invalid_argument');
   } finally {
     secret.close();
   }
-  assert.throws(() => new ConfidentialClient(appOptions({})), TypeError); // no credential
-  assert.throws(() => new ConfidentialClient(appOptions({ secret: 's', federated: { managedIdentity: {} } })), TypeError);
-  assert.throws(() => new ConfidentialClient(appOptions({ certificate: { certFile: 'c' } })), TypeError);
-  assert.throws(() => new ConfidentialClient(appOptions({ secret: 's' })).acquireTokenForClient([]), TypeError);
+  // Which members are required, and in which combinations, is the library's rule, and its error.
+  const refused = (message) => (e) => e instanceof MtlsPopError && e.code === 'invalid_argument' && e.errno === -1 && message.test(e.message);
+  const oneCredential = refused(/exactly one of config\.certificate, config\.secret and config\.federated/);
+  assert.throws(() => new ConfidentialClient(appOptions({})), oneCredential); // no credential
+  assert.throws(() => new ConfidentialClient(appOptions({ secret: 's', federated: { managedIdentity: {} } })), oneCredential);
+  assert.throws(() => new ConfidentialClient(appOptions({ certificate: { certFile: 'c' } })), refused(/config\.certificate\.key_file is required/));
+  assert.throws(() => new ConfidentialClient({ clientId: 'c', secret: 's' }), refused(/config\.authority is required/));
+  const oneLeg1 = refused(/exactly one of managed_identity and confidential/);
+  assert.throws(() => new ConfidentialClient(appOptions({ federated: {} })), oneLeg1);
+  assert.throws(() => new ConfidentialClient(appOptions({ federated: { managedIdentity: {}, confidential: appOptions({ secret: 's' }) } })), oneLeg1);
+  // Types and option names are JavaScript's to check.
+  assert.throws(() => new ConfidentialClient(appOptions({ secret: 42 })), TypeError);
+  assert.throws(() => new ConfidentialClient(appOptions({ certificate: 'cert.pem' })), TypeError);
+  assert.throws(() => new ConfidentialClient(appOptions({ federated: { confidential: { ...appOptions({ secret: 's' }), federated: {} } } })),
+    { name: 'TypeError', message: /Unknown option "federated" in federated\.confidential/ });
 });
 
 test("the README's confidential example runs", async () => {

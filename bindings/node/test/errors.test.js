@@ -50,9 +50,11 @@ test('explicit configuration works with nothing in the environment', async () =>
   assert.equal((await c.acquireToken(RESOURCE)).tokenType, 'mtls_pop');
 });
 
-test('invalid_argument: what only the library can check', () => {
+test('invalid_argument: values are the library\'s to judge', () => {
   assert.throws(() => new ManagedIdentityClient({ caFile: '/nonexistent/ca.pem' }), is('invalid_argument', 'invalid_argument', -1));
   assert.throws(() => new ManagedIdentityClient({ imdsEndpoint: 'http://[::1' }), is('invalid_argument', undefined, -1));
+  assert.throws(() => new ManagedIdentityClient({ imdsEndpoint: 'ftp://x' }), is('invalid_argument', 'invalid_managed_identity_endpoint', -1));
+  assert.throws(() => new ManagedIdentityClient({ timeoutMs: 0 }), is('invalid_argument', 'invalid_argument', -1));
 });
 
 test('identity: the platform refuses an unknown identity (HTTP 400, with a correlation id)', async () => {
@@ -125,10 +127,14 @@ test('network from verify: the key set cannot be fetched', async () => {
 });
 
 test('statuses the library gives no error object for, and ones this package does not know', () => {
-  // The addon's own path from a status to an MtlsPopError (binding.errorFor: tests only).
+  // The addon's own path from a status to an MtlsPopError (binding.errorFor: tests only). Only
+  // the statuses that come without an error object have a code of their own: FORKED and NOMEM
+  // from the library, CLOSED from the addon; the library gives every other failure its code.
   is('forked', 'forked', -2)(binding.errorFor(-2));
+  is('closed', 'client_closed', -5)(binding.errorFor(-5));
   is('out_of_memory', 'out_of_memory', -12)(binding.errorFor(-12));
-  is('internal', 'internal_error', -13)(binding.errorFor(-13));
+  is('internal', 'unknown_error', -13)(binding.errorFor(-13));
+  is('unsupported', 'unknown_error', -9)(binding.errorFor(-9));
   for (const unknown of [-14, -99, 1, 2147483647]) {
     const e = binding.errorFor(unknown);
     is('unknown', 'unknown_error', unknown)(e);
@@ -141,4 +147,29 @@ test('statuses the library gives no error object for, and ones this package does
   assert.equal(e.status, 503);
   assert.equal(new MtlsPopError('m').code, 'unknown_error');
   assert.equal(new MtlsPopError('m', { errno: 'x' }).errno, 0);
+});
+
+// A bounded test: a promise left unsettled would otherwise hang the run instead of failing it.
+test('work that cannot be handed to a thread rejects its promise; no promise is left unsettled', { timeout: 20000 }, async () => {
+  // binding.failThreadStarts(n) (tests only) makes the next n hand-offs fail as a failed
+  // pthread_create would; binding.openPromises() counts the addon's unsettled promises.
+  const c = track(new ManagedIdentityClient(explicit(emu, { mtlsPop: true })));
+  const r = await c.acquireToken(RESOURCE);
+  const v = new Verifier({ audiences: RESOURCE, jwksUrl: emu.urls.jwks, caFile: emu.env.SSL_CERT_FILE });
+  const open = binding.openPromises();
+  const noThread = { name: 'Error', code: 'ERR_MTLSPOP_THREAD' };
+  binding.failThreadStarts(1);
+  await assert.rejects(c.acquireToken(`${RESOURCE}/not-cached`), { ...noThread, message: /starter thread/ });
+  binding.failThreadStarts(1);
+  await assert.rejects(c.acquireToken(`${RESOURCE}/not-cached`, { signal: new AbortController().signal }), noThread);
+  binding.failThreadStarts(1);
+  await assert.rejects(c.call(r, { url: emu.urls.resource }), { ...noThread, message: /thread for the call/ });
+  binding.failThreadStarts(1);
+  await assert.rejects(v.verify(`mtls_pop ${r.accessToken}`, r.bindingCertificatePem), { ...noThread, message: /thread for verify/ });
+  assert.equal(binding.openPromises(), open, 'every promise the addon made was settled');
+  // The next hand-offs work as ever.
+  assert.equal((await c.acquireToken(`${RESOURCE}/not-cached`)).tokenSource, 'identity_provider');
+  assert.equal((await c.call(r, { url: emu.urls.resource })).status, 200);
+  assert.equal((await v.verify(`mtls_pop ${r.accessToken}`, r.bindingCertificatePem)).tokenType, 'mtls_pop');
+  assert.equal(binding.openPromises(), open);
 });

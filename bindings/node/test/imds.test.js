@@ -11,6 +11,13 @@ const mtlspop = require('mtlspop');
 const { ManagedIdentityClient, AuthenticationResult, CallResponse, MtlsPopError, Verifier, verify } = mtlspop;
 const { startEmulator, setEnv, blackhole, RESOURCE } = require('./helpers.js');
 
+const binding = mtlspop[Symbol.for('mtlspop.binding')];
+
+// refusedArg: an MtlsPopError of the library's own for a value it does not accept.
+const refusedArg = (message, code = 'invalid_argument') => (e) =>
+  e instanceof MtlsPopError && e.code === code && e.errno === -1 && e.category === 'invalid_argument' &&
+  (message === undefined || message.test(e.message));
+
 // Clients a test opens are closed after it (Node 20 has no `using` declarations yet).
 const opened = [];
 const track = (c) => (opened.push(c), c);
@@ -140,19 +147,25 @@ test('call: 200 with the bound certificate; headers and body pass through', asyn
   assert.equal((await bc.call(r, { url: emu.urls.resource })).status, 200);
 });
 
-test('call: argument checks', async () => {
+test('call: types and option names are checked in JavaScript, values by the library', async () => {
   const client = track(new ManagedIdentityClient({ mtlsPop: true }));
   const r = client.acquireTokenSync(RESOURCE);
   await assert.rejects(client.call({ accessToken: 'x' }, { url: emu.urls.resource }), { name: 'TypeError', message: /AuthenticationResult/ });
   await assert.rejects(client.call(r), { name: 'TypeError', message: /"request"/ });
   await assert.rejects(client.call(r, { uri: 'x' }), { name: 'TypeError', message: /did you mean "url"/ });
-  await assert.rejects(client.call(r, { url: emu.urls.resource, method: 'GE T' }), { name: 'TypeError' });
-  await assert.rejects(client.call(r, { url: emu.urls.resource, headers: { 'x-a': 'a\r\nb' } }), { name: 'TypeError' });
   await assert.rejects(client.call(r, { url: emu.urls.resource, body: 42 }), { name: 'TypeError' });
-  await assert.rejects(client.call(r, { url: emu.urls.resource, timeoutMs: 0 }), { name: 'RangeError' });
-  // What only the library checks: https only.
-  await assert.rejects(client.call(r, { url: emu.urls.resource.replace('https:', 'http:') }),
-    (e) => e instanceof MtlsPopError && e.code === 'invalid_argument');
+  await assert.rejects(client.call(r, { url: emu.urls.resource, timeoutMs: '5' }), { name: 'TypeError' });
+  await assert.rejects(client.call(r, { url: emu.urls.resource, headers: new Map([[1, 'x']]) }), { name: 'TypeError' });
+  // Values: the library's answers (capi/call.go), as every binding gets them.
+  await assert.rejects(client.call(r, { method: 'GET' }), refusedArg(/request\.url is required/));
+  await assert.rejects(client.call(r, { url: emu.urls.resource.replace('https:', 'http:') }), refusedArg(/https/));
+  await assert.rejects(client.call(r, { url: emu.urls.resource, method: 'GE T' }), refusedArg(/invalid method/));
+  await assert.rejects(client.call(r, { url: emu.urls.resource, headers: { 'x a': 'b' } }), refusedArg(/not a valid header name/));
+  for (const bad of ['a\r\nb', 'a\nb', 'a\0b']) {
+    await assert.rejects(client.call(r, { url: emu.urls.resource, headers: { 'x-a': ['ok', bad] } }), refusedArg(/line break or NUL/));
+  }
+  await assert.rejects(client.call(r, { url: emu.urls.resource, timeoutMs: 0 }), refusedArg(/request\.timeout_ms/));
+  await assert.rejects(client.call(r, { url: emu.urls.resource, timeoutMs: 1.5 }), refusedArg(/request\.timeout_ms/));
 });
 
 test('call: timeout and refused connection', async () => {
@@ -200,10 +213,30 @@ test('verify: the resource side, with the certificate in every accepted form', a
   assert.equal(bv.tokenType, 'Bearer');
   assert.equal(bv.bindingCertificateThumbprint, null);
 
-  assert.throws(() => new Verifier({ audiences: [] , jwksUrl: emu.urls.jwks }), { name: 'TypeError' });
-  assert.throws(() => new Verifier({ audiences: RESOURCE }), { name: 'TypeError', message: /Exactly one of/ });
-  assert.throws(() => new Verifier({ audiences: RESOURCE, jwksUrl: emu.urls.jwks, leewaySeconds: 601 }), { name: 'RangeError' });
+  // A header holding U+0000 (which a C string would cut short) is an invalid token too.
+  for (const nul of [`${authz}\0x`, `\0${authz}`]) {
+    await assert.rejects(v.verify(nul, r.bindingCertificatePem), refused());
+    assert.throws(() => v.verifySync(nul, r.bindingCertificatePem), refused());
+    await assert.rejects(verify(nul, { clientCertificate: r.bindingCertificatePem, audiences: RESOURCE, jwksUrl: emu.urls.jwks }), refused());
+  }
+
+  // The configuration's rules are the library's: it refuses a bad one when verifying.
+  const badConfig = async (options, message) => {
+    const bad = new Verifier(options);
+    await assert.rejects(bad.verify(authz, r.bindingCertificatePem), refusedArg(message));
+    assert.throws(() => bad.verifySync(authz, r.bindingCertificatePem), refusedArg(message));
+  };
+  await badConfig({ audiences: [], jwksUrl: emu.urls.jwks }, /config\.audiences is required/);
+  await badConfig({ audiences: [''], jwksUrl: emu.urls.jwks }, /config\.audiences/);
+  await badConfig({ audiences: RESOURCE }, /exactly one of jwks_url and jwks/);
+  await badConfig({ audiences: RESOURCE, jwksUrl: emu.urls.jwks, jwks: { keys: [] } }, /exactly one of jwks_url and jwks/);
+  await badConfig({ audiences: RESOURCE, jwks: { key: [] } }, /config\.jwks/);
+  await badConfig({ audiences: RESOURCE, jwksUrl: emu.urls.jwks, leewaySeconds: 601 }, /config\.leeway_s/);
+  // What JavaScript needs to build the configuration: types and option names.
   assert.throws(() => new Verifier({ audience: RESOURCE, jwksUrl: emu.urls.jwks }), { name: 'TypeError', message: /did you mean "audiences"/ });
+  assert.throws(() => new Verifier({ audiences: 42, jwksUrl: emu.urls.jwks }), { name: 'TypeError' });
+  assert.throws(() => new Verifier({ audiences: RESOURCE, jwksUrl: emu.urls.jwks, leewaySeconds: '5' }), { name: 'TypeError' });
+  assert.throws(() => new Verifier({ audiences: RESOURCE, jwks: '{not json' }), { name: 'TypeError', message: /not valid JSON/ });
   assert.throws(() => v.verifySync(authz, 42), { name: 'TypeError' });
 });
 
@@ -313,39 +346,99 @@ test('util.inspect, toString and toJSON redact the token', async () => {
   assert.notEqual(client.acquireTokenSync(RESOURCE).expiresOn.getTime(), 0);
 });
 
-test('argument checks throw precise TypeError and RangeError before any native call', async () => {
+test('argument checks: types and option names are TypeErrors; values are the library\'s to refuse', async () => {
+  // What JavaScript must check to build the configuration: a TypeError before any native call.
   assert.throws(() => new ManagedIdentityClient('system'), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
   assert.throws(() => new ManagedIdentityClient({ clientID: 'x' }), { name: 'TypeError', message: /Unknown option "clientID".*did you mean "clientId"/ });
   assert.throws(() => new ManagedIdentityClient({ mtls_pop: true }), { message: /did you mean "mtlsPop"/ });
   assert.throws(() => new ManagedIdentityClient({ forceRefresh: true }), { message: /option of acquireToken/ });
   assert.throws(() => new ManagedIdentityClient({ mtlsPop: 'yes' }), { name: 'TypeError', message: /"mtlsPop" option must be a boolean/ });
-  assert.throws(() => new ManagedIdentityClient({ clientId: '' }), { name: 'TypeError', message: /non-empty/ });
-  assert.throws(() => new ManagedIdentityClient({ clientId: 'a\0b' }), { name: 'TypeError', message: /U\+0000/ });
-  assert.throws(() => new ManagedIdentityClient({ timeoutMs: 0 }), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
-  assert.throws(() => new ManagedIdentityClient({ timeoutMs: 86400001 }), { name: 'RangeError' });
-  assert.throws(() => new ManagedIdentityClient({ timeoutMs: 1.5 }), { name: 'RangeError' });
   assert.throws(() => new ManagedIdentityClient({ timeoutMs: '100' }), { name: 'TypeError' });
-  assert.throws(() => new ManagedIdentityClient({ key: 'hsm' }), { name: 'TypeError', message: /"software", "tpm"/ });
+  assert.throws(() => new ManagedIdentityClient({ key: 42 }), { name: 'TypeError' });
   assert.throws(() => new ManagedIdentityClient({ key: { provider: 'tpm', statedir: '/x' } }), { message: /did you mean "stateDir"/ });
-  assert.throws(() => new ManagedIdentityClient({ key: { device: '/dev/tpmrm0' } }), { message: /need provider "tpm"/ });
-  assert.throws(() => new ManagedIdentityClient({ imdsEndpoint: 'ftp://x' }), { name: 'TypeError' });
-  // Valid shapes the library accepts (no I/O at creation).
+  assert.throws(() => new ManagedIdentityClient({ imdsEndpoint: 42 }), { name: 'TypeError' });
+  // Values: the library's own answers (capi/config.go), as every binding gets them.
+  assert.throws(() => new ManagedIdentityClient({ clientId: '' }), refusedArg(/config\.identity\.id must not be empty/));
+  for (const t of [0, -1, 86400001, 1.5, NaN]) {
+    assert.throws(() => new ManagedIdentityClient({ timeoutMs: t }), refusedArg(/config\.timeout_ms/), String(t));
+  }
+  assert.throws(() => new ManagedIdentityClient({ key: 'hsm' }), refusedArg(/config\.key\.provider "hsm"/));
+  assert.throws(() => new ManagedIdentityClient({ key: { device: '/dev/tpmrm0' } }), refusedArg(/need "provider": "tpm"/));
+  assert.throws(() => new ManagedIdentityClient({ imdsEndpoint: 'ftp://x' }), refusedArg(undefined, 'invalid_managed_identity_endpoint'));
+  assert.throws(() => new ManagedIdentityClient({ caFile: '' }), refusedArg(/config\.ca_file must not be empty/));
+  // Shapes the library accepts (no I/O at creation), whitespace and all.
   new ManagedIdentityClient({ key: 'software' }).close();
   new ManagedIdentityClient({ key: { provider: 'software' } }).close();
+  new ManagedIdentityClient({ key: { provider: 'software', attest: true } }).close();
+  new ManagedIdentityClient({ clientId: ' ' }).close();
   new ManagedIdentityClient({ imdsEndpoint: new URL(emu.env.AZURE_POD_IDENTITY_AUTHORITY_HOST) }).close();
 
   const client = track(new ManagedIdentityClient());
   await assert.rejects(client.acquireToken(42), { name: 'TypeError', message: /"resource" argument must be a string/ });
-  await assert.rejects(client.acquireToken('  '), { name: 'TypeError', message: /non-empty/ });
   await assert.rejects(client.acquireToken(RESOURCE, { mtlsPoP: true }), { message: /did you mean "mtlsPop"/ });
   await assert.rejects(client.acquireToken(RESOURCE, { clientId: 'x' }), { message: /identity is chosen when the client is created/ });
   await assert.rejects(client.acquireToken(RESOURCE, { signal: {} }), { name: 'TypeError', message: /AbortSignal/ });
-  await assert.rejects(client.acquireToken(RESOURCE, { timeoutMs: -1 }), { name: 'RangeError' });
   await assert.rejects(client.acquireToken(RESOURCE, { claims: {} }), { name: 'TypeError' });
+  await assert.rejects(client.acquireToken(RESOURCE, { timeoutMs: '5' }), { name: 'TypeError' });
   assert.throws(() => client.acquireTokenSync(RESOURCE, { signal: AbortSignal.abort() }), { message: /cannot be aborted/ });
   assert.throws(() => client.acquireTokenSync(null), { name: 'TypeError' });
   assert.throws(() => client.acquireTokenSync(RESOURCE, []), { name: 'TypeError' });
-  assert.throws(() => client.acquireTokenSync('x'.repeat((1 << 20) + 1)), { name: 'RangeError', message: /longer than 1048576 bytes/ });
+  // A C string cannot hold U+0000: the addon refuses it rather than cut the resource short.
+  assert.throws(() => client.acquireTokenSync('api://a\0b'), { name: 'TypeError', message: /U\+0000/ });
+  await assert.rejects(client.acquireToken('api://a\0b'), { name: 'TypeError', message: /U\+0000/ });
+  // Values: the library's answers.
+  await assert.rejects(client.acquireToken(''), refusedArg());
+  assert.throws(() => client.acquireTokenSync(''), refusedArg());
+  assert.throws(() => client.acquireTokenSync('x'.repeat((1 << 20) + 1)), refusedArg(/MTLSPOP_MAX_INPUT/));
+  // An option the library refuses is refused on every path: also when the token is cached (the
+  // cache-only probe carries it too).
+  await client.acquireToken(RESOURCE);
+  assert.equal((await client.acquireToken(RESOURCE, { timeoutMs: 5000 })).tokenSource, 'cache');
+  await assert.rejects(client.acquireToken(RESOURCE, { timeoutMs: -1 }), refusedArg(/options\.timeout_ms/));
+  assert.throws(() => client.acquireTokenSync(RESOURCE, { timeoutMs: 0 }), refusedArg(/options\.timeout_ms/));
+});
+
+test('the cache-only probe: a hit answers at once; it waits only for acquisitions in flight', async () => {
+  // Through the addon itself (the package's test hook): acquireProbe is acquireToken's first,
+  // cache-only try, which returns null when it cannot answer (a miss, or skipped).
+  const probe = '{"cache_only":true}';
+  const h = binding.clientNew(null);
+  const stalled = binding.clientNew(JSON.stringify({ endpoints: { imds: hole.url }, timeout_ms: 60000 }));
+  try {
+    assert.equal(binding.acquireProbe(h, `${RESOURCE}/probe`, probe), null); // a miss
+    const fetched = await binding.acquireAsync(h, `${RESOURCE}/probe`, null);
+    assert.equal(fetched.tokenSource, 'identity_provider');
+    const hit = binding.acquireProbe(h, `${RESOURCE}/probe`, probe);
+    assert.ok(hit !== null, 'a cached token is found by the probe');
+    assert.equal(hit.tokenSource, 'cache');
+    assert.equal(hit.accessToken, fetched.accessToken);
+
+    // A call and a verification in flight (each waiting on a server that never answers) leave
+    // the probe alone: they wait on threads of their own.
+    const call = binding.call(h, fetched.handle, JSON.stringify({ url: `https://127.0.0.1:${hole.port}/`, timeout_ms: 60000 }));
+    const verifying = binding.verifyAsync(JSON.stringify({ audiences: [RESOURCE], jwks_url: `https://127.0.0.1:${hole.port}/keys`, timeout_ms: 60000 }),
+      `Bearer ${fetched.accessToken}`, null);
+    const [callDone, verifyDone] = [call.catch((e) => e), verifying.catch((e) => e)];
+    assert.equal(binding.acquireProbe(h, `${RESOURCE}/probe`, probe)?.accessToken, fetched.accessToken,
+      'the probe answers while a call and a verification are in flight');
+
+    // An acquisition in flight (on another client, even) is what the probe stands aside for.
+    const started = {};
+    const pending = binding.acquireAsync(stalled, RESOURCE, null, started).catch((e) => e);
+    assert.equal(binding.acquireProbe(h, `${RESOURCE}/probe`, probe), null, 'skipped while an acquisition is in flight');
+    binding.cancel(started.request);
+    assert.equal((await pending).code, 'canceled');
+    assert.equal(binding.acquireProbe(h, `${RESOURCE}/probe`, probe)?.accessToken, fetched.accessToken);
+
+    binding.clientClose(h); // cancels the call
+    assert.equal((await callDone).code, 'canceled');
+    await hole.close(); // ends the key-set fetch
+    hole = await blackhole();
+    assert.equal((await verifyDone).category, 'network');
+  } finally {
+    binding.clientClose(h);
+    binding.clientClose(stalled);
+  }
 });
 
 test('claims: a claims challenge is sent and always fetches', async () => {

@@ -32,7 +32,6 @@ from ._types import (
     _Token,
 )
 
-_MAX_TIMEOUT_S = 86400.0
 _C = TypeVar("_C", bound="_Client")
 # Bound of a client's acquisition keys (see _Key); past it, acquisitions still work, only
 # without the memo.
@@ -48,14 +47,16 @@ _token_source = _reader.mtlspop_token_source
 
 
 def millis(seconds: Optional[float], what: str) -> Optional[int]:
-    """A timeout in seconds as the library's timeout_ms (1 .. 86400000), or None."""
+    """A timeout in seconds as the library's timeout_ms, or None. Only the unit changes here:
+    which values are acceptable (1 .. 86400000 ms) is the library's to say, with its own error."""
     if seconds is None:
         return None
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise TypeError(f"{what} must be a number of seconds, not {type(seconds).__name__}")
-    if not 0 < seconds <= _MAX_TIMEOUT_S:
-        raise _errors.invalid(f"{what} must be > 0 and <= {_MAX_TIMEOUT_S:.0f} seconds")
-    return max(1, math.ceil(seconds * 1000))
+    if isinstance(seconds, float) and not math.isfinite(seconds):
+        # JSON has no NaN or infinity: there is no timeout_ms to hand the library.
+        raise _errors.invalid(f"{what} must be a finite number of seconds")
+    return math.ceil(seconds * 1000)
 
 
 def utf8(value: str, what: str) -> bytes:
@@ -163,10 +164,9 @@ _clients: "weakref.WeakSet[_Client]" = weakref.WeakSet()
 def _key_config(key: Optional[KeyProvider]) -> Optional[Dict[str, Any]]:
     if key is None:
         return None
-    if key == "software":
-        return SoftwareKey()._config()
-    if key == "tpm":
-        return TPMKey()._config()
+    if isinstance(key, str):
+        # A provider's name; the library says which names exist.
+        return {"provider": key}
     if isinstance(key, (SoftwareKey, TPMKey)):
         return key._config()
     raise TypeError(f'key must be "software", "tpm", SoftwareKey() or TPMKey(...), not {key!r}')
@@ -251,17 +251,12 @@ class _Client:
             timeout: bound of this call in seconds (default: the client's).
 
         Raises:
-            MtlsPopError: a subclass according to the failure's code.
+            MtlsPopError: the subclass of the failure's status (or a narrower one for its code).
         """
         h = self._h
         if h is None:
             raise _errors.closed()
-        if mtls_pop is None and not force_refresh and claims is None and timeout is None:
-            k = self._keys.get(resource)
-        else:
-            k = self._keys.get((resource, mtls_pop, force_refresh, claims, timeout))
-        if k is None:
-            k = self._key(resource, mtls_pop, force_refresh, claims, timeout)
+        k = self._key(resource, mtls_pop, force_refresh, claims, timeout)
 
         slot = _free_slots.pop() if _free_slots else _new_slot()
         pair, out, err = slot
@@ -410,7 +405,9 @@ class _Client:
 
     def _key(self, resource: str, mtls_pop: Optional[bool], force_refresh: bool,
              claims: Optional[str], timeout: Optional[float]) -> "_Key":
-        """The acquisition key of these arguments: looked up, or validated, encoded and kept."""
+        """The acquisition key of these arguments: looked up, or type-checked, encoded and
+        kept. Every acquisition goes through here, the cache-hit path included, so that the
+        key is made one way only."""
         default = mtls_pop is None and not force_refresh and claims is None and timeout is None
         lookup: object = resource if default else (
             resource, mtls_pop, force_refresh, claims, timeout)
@@ -418,8 +415,6 @@ class _Client:
         if k is not None:
             return k
         res = utf8(resource, "resource")
-        if len(res) > _ffi.MAX_INPUT:
-            raise _errors.invalid("resource exceeds 1 MiB")
         opts: Optional[bytes] = None
         if not default:
             o: Dict[str, Any] = {}
@@ -574,12 +569,12 @@ Federated = Union[FromManagedIdentity, FromConfidentialClient]
 def _app_config(authority: str, client_id: str, certificate: Optional[Tuple[StrPath, StrPath]],
                 secret: Optional[str], federated: Optional[Federated], region: Optional[str],
                 mtls_endpoint: Optional[str], send_x5c: bool = False) -> Dict[str, Any]:
-    if not isinstance(authority, str) or not authority:
-        raise TypeError("authority must be a non-empty str, e.g. https://login.microsoftonline.com/<tenant>")
-    if not isinstance(client_id, str) or not client_id:
-        raise TypeError("client_id must be a non-empty str")
-    if sum(x is not None for x in (certificate, secret, federated)) != 1:
-        raise _errors.invalid("give exactly one of certificate=(cert_file, key_file), secret= and federated=")
+    # Types and shapes only: which members are required, and in which combinations (exactly one
+    # credential, ...), the library checks, and says so with its own error.
+    if not isinstance(authority, str):
+        raise TypeError("authority must be a str, e.g. https://login.microsoftonline.com/<tenant>")
+    if not isinstance(client_id, str):
+        raise TypeError("client_id must be a str")
     cfg: Dict[str, Any] = {"authority": authority, "client_id": client_id}
     if certificate is not None:
         if not (isinstance(certificate, tuple) and len(certificate) == 2):

@@ -1,9 +1,14 @@
 """Exceptions, and the one funnel that turns a C status into one of them.
 
-Every failure of the library reaches Python through :func:`_check`: the status tells whether there
-is a failure, the per-call error object says which (its code string is the stable reason), and
-the code picks the exception class through ``_BY_CODE``. A code this package does not know yet
-maps to the base class :class:`MtlsPopError`, which still carries the code.
+Every failure of the library reaches Python through :func:`_check`: the status (the C return
+value) tells whether there is a failure and of which category, and the per-call error object
+says which exactly (its code string is the stable reason). The class of the exception comes from
+the status, through ``_BY_STATUS``, exactly as the library sorts its codes into statuses; the code
+only narrows it to a subclass of that class where this package has one (``_NARROWER``, e.g.
+:class:`PoPNotSupportedError` for the UNSUPPORTED status). So a code this package does not know
+yet, or one the library files under another status in a later version, still gets the class of
+its status, and still carries its code. A status this package does not know maps to the base
+class :class:`MtlsPopError`.
 
 Where a builtin exception fits, a subclass inherits from it too, so callers can catch either:
 :class:`InvalidArgumentError` is a :class:`ValueError`, :class:`RequestTimeoutError` a
@@ -104,7 +109,8 @@ class NetworkError(MtlsPopError, ConnectionError):
 
 class IdentityError(MtlsPopError):
     """The identity platform refused or failed the request (``managed_identity_request_failed``,
-    ``invalid_client``, ``sts_error``, ``attestation_failed``, ``service_not_available``)."""
+    ``invalid_client``, ``sts_error``, ``attestation_failed``, ``service_not_available``, and
+    any code the library does not list under another status)."""
 
 
 class ProtocolError(MtlsPopError):
@@ -112,7 +118,9 @@ class ProtocolError(MtlsPopError):
 
 
 class UnsupportedError(MtlsPopError):
-    """What was asked is not available in this environment."""
+    """What was asked is not available in this environment
+    (``user_assigned_managed_identity_not_supported``, ``tpm_error``: the TPM or its state
+    directory failed, ...)."""
 
 
 class PoPNotSupportedError(UnsupportedError):
@@ -143,40 +151,42 @@ class OutOfMemoryError(MtlsPopError, MemoryError):
     """The library could not allocate memory (``out_of_memory``)."""
 
 
-_BY_CODE: Dict[str, Type[MtlsPopError]] = {
-    "invalid_argument": InvalidArgumentError,
-    "invalid_managed_identity_id_type": InvalidArgumentError,
-    "invalid_managed_identity_endpoint": InvalidArgumentError,
-    "mtls_certificate_not_provided": InvalidArgumentError,
-    "missing_tenanted_authority": InvalidArgumentError,
-    "request_timeout": RequestTimeoutError,
-    "canceled": CanceledError,
-    "client_closed": ClosedError,
-    "forked": ForkedError,
-    "network_error": NetworkError,
-    "managed_identity_unreachable_network": ManagedIdentityUnreachableError,
-    "managed_identity_request_failed": IdentityError,
-    "invalid_client": IdentityError,
-    "sts_error": IdentityError,
-    "attestation_failed": IdentityError,
-    "service_not_available": IdentityError,
-    "managed_identity_response_parse_failure": ProtocolError,
-    "invalid_managed_identity_response": ProtocolError,
-    "invalid_token_response": ProtocolError,
-    "token_type_mismatch": ProtocolError,
-    "token_type_missing": ProtocolError,
-    "response_too_large": ProtocolError,
-    "invalid_certificate": ProtocolError,
+# The class of each status of include/mtlspop.h (enum mtlspop_status). MTLSPOP_E_NOT_FOUND has no
+# class of its own: this package never asks for what could fail with it (cache_only, cancel).
+_BY_STATUS: Dict[int, Type[MtlsPopError]] = {
+    _ffi.E_INVALID_ARG: InvalidArgumentError,
+    _ffi.E_FORKED: ForkedError,
+    _ffi.E_TIMEOUT: RequestTimeoutError,
+    _ffi.E_CANCELED: CanceledError,
+    _ffi.E_CLOSED: ClosedError,
+    _ffi.E_NETWORK: NetworkError,
+    _ffi.E_IDENTITY: IdentityError,
+    _ffi.E_PROTOCOL: ProtocolError,
+    _ffi.E_UNSUPPORTED: UnsupportedError,
+    _ffi.E_INVALID_TOKEN: InvalidTokenError,
+    _ffi.E_NOMEM: OutOfMemoryError,
+    _ffi.E_INTERNAL: InternalError,
+}
+
+# Codes that have a narrower class than their status's. Used only when that class is a subclass
+# of the status's class (see _class_of), so the category a caller catches is always the status's.
+_NARROWER: Dict[str, Type[MtlsPopError]] = {
     "mtls_pop_token_not_supported_in_imds_v1": PoPNotSupportedError,
     "mtls_pop_not_supported_for_environment": PoPNotSupportedError,
-    "user_assigned_managed_identity_not_supported": UnsupportedError,
-    "user_assigned_managed_identity_not_configurable_at_runtime": UnsupportedError,
     "missing_managed_identity_env_var": ManagedIdentityUnavailableError,
     "managed_identity_all_sources_unavailable": ManagedIdentityUnavailableError,
-    "invalid_token": InvalidTokenError,
-    "internal_error": InternalError,
-    "out_of_memory": OutOfMemoryError,
+    "managed_identity_unreachable_network": ManagedIdentityUnreachableError,
 }
+
+
+def _class_of(rc: int, code: str) -> Type[MtlsPopError]:
+    """The exception class of a failure: its status's, or a subclass of it that its code names."""
+    cls = _BY_STATUS.get(rc, MtlsPopError)
+    narrower = _NARROWER.get(code)
+    if narrower is not None and issubclass(narrower, cls):
+        return narrower
+    return cls
+
 
 # Statuses that come without an error object (convention 2 of mtlspop.h), and the code this
 # package gives them.
@@ -200,8 +210,8 @@ def error(rc: int, err: Optional[int]) -> MtlsPopError:
         code = _STATUS_ONLY_CODE.get(rc, "unknown")
         message = f"mtlspop: {code}: {lib.mtlspop_strerror(rc).decode('ascii', 'replace')}"
         status, correlation_id = 0, ""
-    cls = _BY_CODE.get(code, MtlsPopError)
-    return cls(message, code=code, status=status, correlation_id=correlation_id, rc=rc)
+    return _class_of(rc, code)(message, code=code, status=status, correlation_id=correlation_id,
+                               rc=rc)
 
 
 def _check(rc: int, err: Optional[int]) -> None:

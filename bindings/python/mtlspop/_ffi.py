@@ -1,7 +1,8 @@
 """Every C declaration of libmtlspop, in one place.
 
 The rest of the package reaches the library only through the names defined here. Each function
-of include/mtlspop.h is declared with its exact argtypes and restype; the header is the
+of include/mtlspop.h that the package calls is declared with its exact argtypes and restype (the
+few it has no use for are named in ``NOT_CALLED``, with the reason); the header is the
 specification, and this file follows its order.
 
 Two loadings of the same shared object are used:
@@ -35,9 +36,6 @@ from typing import List, Optional
 
 #: The ABI this package was written against: the N of the SONAME libmtlspop.so.N.
 ABI_VERSION = 0
-
-#: MTLSPOP_MAX_INPUT: the longest string argument the library accepts, in bytes.
-MAX_INPUT = 1 << 20
 
 # mtlspop_status
 OK = 0
@@ -141,7 +139,6 @@ acquire_token_into = CFUNCTYPE(c_int, client_p, c_char_p, c_char_p, c_void_p, c_
 _declare(lib, "mtlspop_call", c_int,
          client_p, token_p, c_char_p, POINTER(response_p), POINTER(error_p))
 _declare(lib, "mtlspop_response_status", c_int, response_p)
-_declare(lib, "mtlspop_response_header", c_void_p, response_p, c_char_p)
 _declare(lib, "mtlspop_response_headers_json", c_void_p, response_p)
 _declare(lib, "mtlspop_response_body", c_void_p, response_p, POINTER(c_size_t))
 _declare(lib, "mtlspop_response_free", c_int, response_p)
@@ -159,6 +156,12 @@ _declare(lib, "mtlspop_claims_free", c_int, claims_p)
 # Logging and diagnostics
 _declare(lib, "mtlspop_set_log_callback", c_int, LOG_FN, c_void_p, c_int)
 _declare(lib, "mtlspop_live_objects", c_int64)
+
+
+#: Functions of include/mtlspop.h that the package never calls, and so does not declare. A
+#: response's headers are copied out whole (mtlspop_response_headers_json) when its Response is
+#: made, and the handle is freed at once: Response.header looks a name up in that copy.
+NOT_CALLED = frozenset({"mtlspop_response_header"})
 
 
 _immortal: List[object] = []

@@ -37,6 +37,8 @@ class UserAssigned:
     object_id: Optional[str] = None
 
     def __post_init__(self) -> None:
+        # Only what the configuration's shape needs: {"type": ..., "id": ...} names one id, and
+        # it is a string. What the id may be (not empty, ...) is the library's to say.
         given = [(k, v) for k, v in (("client_id", self.client_id),
                                      ("resource_id", self.resource_id),
                                      ("object_id", self.object_id)) if v is not None]
@@ -46,8 +48,6 @@ class UserAssigned:
         name, value = given[0]
         if not isinstance(value, str):
             raise TypeError(f"UserAssigned {name} must be a str, not {type(value).__name__}")
-        if not value.strip():
-            raise _errors.invalid(f"UserAssigned {name} must not be empty")
 
     def _config(self) -> Dict[str, str]:
         for name in ("client_id", "resource_id", "object_id"):
@@ -200,7 +200,10 @@ class Response:
     body: bytes
 
     def header(self, name: str) -> Optional[str]:
-        """The first value of header ``name`` (case-insensitive), or None."""
+        """The first value of header ``name`` (case-insensitive), or None.
+
+        It reads :attr:`headers`, the library's copy of them all: a Response holds no library
+        object, so it can outlive its client, be pickled, and costs no handle while kept."""
         wanted = name.lower()
         for key, values in self.headers.items():
             if key.lower() == wanted and values:

@@ -60,6 +60,33 @@ def test_two_leg_fic(emulator: Emulator, jwt: Callable[[str], Dict[str, Any]]) -
         assert cc.call(result, "GET", emulator.urls["resource"]).status == 200
 
 
+@pytest.mark.parametrize("pop", [True, False])
+def test_two_leg_fic_with_a_confidential_leg_1(emulator: Emulator, jwt: Callable[[str], Dict[str, Any]],
+                                               pop: bool) -> None:
+    """Leg 1 another app (here the default app, with its certificate): its token for
+    api://AzureADTokenExchange is leg 2's assertion. The emulator trusts only its managed
+    identities as federated credentials, so leg 2 is refused; but by the one check that comes
+    after leg 1's token was verified as an assertion (signature, audience, and with PoP its binding
+    to the certificate leg 2 presented over mTLS): no federated credential names leg 1's
+    subject, which is the app's own."""
+    app = _app(emulator)
+    scope = emulator.urls["resource_id"] + "/.default"
+    cert = (app["cert_file"], app["key_file"])
+    with mtlspop.ConfidentialClient(app["authority"], app["client_id"], certificate=cert,
+                                    mtls_endpoint=app["mtls_endpoint"]) as plain:
+        subject = jwt(plain.acquire_token_for_client(scope).access_token)["sub"]
+    leg1 = mtlspop.FromConfidentialClient(app["authority"], app["client_id"], certificate=cert,
+                                          mtls_endpoint=app["mtls_endpoint"], mtls_pop=pop)
+    assert app["client_id"] in repr(leg1)
+    with mtlspop.ConfidentialClient(app["authority"], app["client_id"], federated=leg1,
+                                    mtls_endpoint=app["mtls_endpoint"], mtls_pop=pop) as cc:
+        with pytest.raises(mtlspop.IdentityError) as e:
+            cc.acquire_token_for_client(scope)
+    assert e.value.code == "invalid_client" and e.value.status == 401
+    assert "AADSTS70021" in e.value.message and "no federated identity credential" in e.value.message
+    assert f'subject "{subject}"' in e.value.message
+
+
 def test_errors(emulator: Emulator) -> None:
     app = _app(emulator)
     scope = emulator.urls["resource_id"] + "/.default"
@@ -71,10 +98,14 @@ def test_errors(emulator: Emulator) -> None:
             cc.acquire_token_for_client(scope, mtls_pop=True)
         assert e2.value.code == "mtls_certificate_not_provided"
         assert "not-the-secret" not in str(e.value) and "not-the-secret" not in repr(cc)
-    with pytest.raises(mtlspop.InvalidArgumentError):
-        mtlspop.ConfidentialClient(app["authority"], app["client_id"])  # no credential
-    with pytest.raises(mtlspop.InvalidArgumentError):
-        mtlspop.ConfidentialClient(app["authority"], app["client_id"], secret="s", federated=mtlspop.FromManagedIdentity())
+    # How many credentials a client may have is the library's rule, and its error.
+    for credentials in ({}, {"secret": "s", "federated": mtlspop.FromManagedIdentity()}):
+        with pytest.raises(mtlspop.InvalidArgumentError) as e1:
+            mtlspop.ConfidentialClient(app["authority"], app["client_id"], **credentials)  # type: ignore[arg-type]
+        assert "exactly one of config.certificate, config.secret and config.federated" in e1.value.message
+    with pytest.raises(mtlspop.InvalidArgumentError) as e1:
+        mtlspop.ConfidentialClient("", app["client_id"], secret="s")
+    assert "config.authority" in e1.value.message
     with pytest.raises(TypeError):
         mtlspop.ConfidentialClient(app["authority"], app["client_id"], certificate=app["cert_file"])  # type: ignore[arg-type]
     with pytest.raises(mtlspop.InvalidArgumentError) as e3:

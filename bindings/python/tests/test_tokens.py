@@ -63,10 +63,13 @@ def test_user_assigned_takes_exactly_one_id():
         mtlspop.UserAssigned()
     with pytest.raises(mtlspop.InvalidArgumentError):
         mtlspop.UserAssigned(client_id="a", object_id="b")
-    with pytest.raises(ValueError):
-        mtlspop.UserAssigned(client_id=" ")
     with pytest.raises(TypeError):
         mtlspop.UserAssigned(client_id=42)  # type: ignore[arg-type]
+    # What an id may be is the library's to say: an empty one is refused by it, with its error.
+    mtlspop.UserAssigned(client_id=" ")
+    with pytest.raises(mtlspop.InvalidArgumentError) as e:
+        mtlspop.ManagedIdentityClient(mtlspop.UserAssigned(client_id=""))
+    assert e.value.code == "invalid_argument" and "config.identity.id" in e.value.message
 
 
 @pytest.mark.parametrize("pop", [False, True])
@@ -167,13 +170,28 @@ def test_bad_arguments(emulator):
             client.acquire_token("api://\udcff")
         with pytest.raises(TypeError):
             client.acquire_token(b"api://x")  # type: ignore[arg-type]
-        with pytest.raises(mtlspop.InvalidArgumentError):
-            client.acquire_token(RESOURCE, timeout=0)
         with pytest.raises(TypeError):
             client.acquire_token(RESOURCE, mtls_pop="yes")  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            client.acquire_token(RESOURCE, timeout="5")  # type: ignore[arg-type]
+        with pytest.raises(mtlspop.InvalidArgumentError):  # JSON has no NaN
+            client.acquire_token(RESOURCE, timeout=float("nan"))
+        # Values of the right type go to the library, which refuses them with its own error.
+        for use in (lambda: client.acquire_token(RESOURCE, timeout=0),
+                    lambda: client.acquire_token(RESOURCE, timeout=86400.001)):
+            with pytest.raises(mtlspop.InvalidArgumentError) as e:
+                use()
+            assert "options.timeout_ms" in e.value.message, e.value.message
+        with pytest.raises(mtlspop.InvalidArgumentError) as e:
+            client.acquire_token("x" * ((1 << 20) + 1))
+        assert "MTLSPOP_MAX_INPUT" in e.value.message, e.value.message
     with pytest.raises(TypeError):
         mtlspop.ManagedIdentityClient("system")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
+        mtlspop.ManagedIdentityClient(key=42)  # type: ignore[arg-type]
+    with pytest.raises(mtlspop.InvalidArgumentError) as e:
         mtlspop.ManagedIdentityClient(key="hsm")  # type: ignore[arg-type]
-    with pytest.raises(mtlspop.InvalidArgumentError):
+    assert "config.key.provider" in e.value.message, e.value.message
+    with pytest.raises(mtlspop.InvalidArgumentError) as e:
         mtlspop.ManagedIdentityClient(timeout=-1)
+    assert "config.timeout_ms" in e.value.message, e.value.message

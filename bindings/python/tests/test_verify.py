@@ -45,6 +45,7 @@ def test_verify_bad(emulator, pop, verifier):
         "garbage": ("mtls_pop not-a-jwt", pop.binding_certificate_pem),
         "no scheme": (pop.access_token, pop.binding_certificate_pem),
         "NUL": (pop.authorization_header() + "\x00x", pop.binding_certificate_pem),
+        "lone surrogate": (pop.authorization_header() + "\udcff", pop.binding_certificate_pem),
     }
     for name, (authorization, cert) in cases.items():
         with pytest.raises(mtlspop.InvalidTokenError) as e:
