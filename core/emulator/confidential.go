@@ -118,7 +118,9 @@ func (e *Emulator) setupApps() error {
 }
 
 // newDefaultApp makes the default registration: a fresh RSA-2048 certificate and secret,
-// trusting every managed identity of this emulator as a federated credential.
+// trusting every managed identity of this emulator, and the app itself, as federated
+// credentials — so both two-leg FIC shapes (leg 1 a managed identity, or an app with its
+// certificate) run on the default configuration.
 func (e *Emulator) newDefaultApp() (App, *tls.Certificate, string, error) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -146,6 +148,7 @@ func (e *Emulator) newDefaultApp() (App, *tls.Certificate, string, error) {
 	for _, id := range append([]Identity{e.cfg.SystemAssigned}, e.cfg.UserAssigned...) {
 		app.Federated = append(app.Federated, FederatedCredential{Issuer: e.Issuer(), Subject: id.ObjectID})
 	}
+	app.Federated = append(app.Federated, FederatedCredential{Issuer: e.Issuer(), Subject: app.ObjectID})
 	return app, &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}, secret, nil
 }
 

@@ -63,28 +63,27 @@ def test_two_leg_fic(emulator: Emulator, jwt: Callable[[str], Dict[str, Any]]) -
 @pytest.mark.parametrize("pop", [True, False])
 def test_two_leg_fic_with_a_confidential_leg_1(emulator: Emulator, jwt: Callable[[str], Dict[str, Any]],
                                                pop: bool) -> None:
-    """Leg 1 another app (here the default app, with its certificate): its token for
-    api://AzureADTokenExchange is leg 2's assertion. The emulator trusts only its managed
-    identities as federated credentials, so leg 2 is refused; but by the one check that comes
-    after leg 1's token was verified as an assertion (signature, audience, and with PoP its binding
-    to the certificate leg 2 presented over mTLS): no federated credential names leg 1's
-    subject, which is the app's own."""
+    """Leg 1 another app (here the default app, with its certificate, which the emulator's
+    default app trusts as a federated credential): its token for api://AzureADTokenExchange is
+    leg 2's assertion, and with PoP the final token is bound to leg 1's certificate."""
     app = _app(emulator)
     scope = emulator.urls["resource_id"] + "/.default"
     cert = (app["cert_file"], app["key_file"])
-    with mtlspop.ConfidentialClient(app["authority"], app["client_id"], certificate=cert,
-                                    mtls_endpoint=app["mtls_endpoint"]) as plain:
-        subject = jwt(plain.acquire_token_for_client(scope).access_token)["sub"]
     leg1 = mtlspop.FromConfidentialClient(app["authority"], app["client_id"], certificate=cert,
                                           mtls_endpoint=app["mtls_endpoint"], mtls_pop=pop)
     assert app["client_id"] in repr(leg1)
     with mtlspop.ConfidentialClient(app["authority"], app["client_id"], federated=leg1,
                                     mtls_endpoint=app["mtls_endpoint"], mtls_pop=pop) as cc:
-        with pytest.raises(mtlspop.IdentityError) as e:
-            cc.acquire_token_for_client(scope)
-    assert e.value.code == "invalid_client" and e.value.status == 401
-    assert "AADSTS70021" in e.value.message and "no federated identity credential" in e.value.message
-    assert f'subject "{subject}"' in e.value.message
+        result = cc.acquire_token_for_client(scope)
+        assert result.token_type == ("mtls_pop" if pop else "Bearer")
+        assert jwt(result.access_token)["appid"] == app["client_id"]
+        if pop:
+            assert result.binding_certificate_pem is not None
+            with open(app["cert_file"]) as f:
+                app_der = ssl.PEM_cert_to_DER_cert(f.read())
+            assert ssl.PEM_cert_to_DER_cert(result.binding_certificate_pem) == app_der
+            assert jwt(result.access_token)["cnf"]["x5t#S256"] == _thumbprint(result.binding_certificate_pem)
+        assert cc.call(result, "GET", emulator.urls["resource"]).status == 200
 
 
 def test_errors(emulator: Emulator) -> None:
